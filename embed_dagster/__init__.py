@@ -1,0 +1,1 @@
+"""embed-dagster: daily comment → embedding → topic pipeline as Dagster assets."""

@@ -1,0 +1,156 @@
+"""Warehouse tables, declared once.
+
+The same declarations produce the DuckDB DDL and the column schema that Dagster shows in the UI,
+so the two cannot drift apart. Every partitioned table carries ``partition_date DATE``: a DATE
+(not VARCHAR) so that partition deletes match exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...] = ()
+
+
+def _t(name: str, *cols: tuple[str, str, str], primary_key: tuple[str, ...] = ()) -> Table:
+    return Table(name, tuple(Column(*c) for c in cols), primary_key)
+
+
+_PD = ("partition_date", "DATE", "Day of the landing folder the row came from")
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        _t(
+            "raw_comments",
+            _PD,
+            ("comment_id", "VARCHAR", "Comment id from the source, unique within the day"),
+            ("created_at", "TIMESTAMPTZ", "When the comment was written (UTC when the source had no zone)"),
+            ("text", "VARCHAR", "Comment text exactly as received"),
+            ("source_file", "VARCHAR", "Landing file, relative to the landing root"),
+            ("source_row", "BIGINT", "Row or line number within the file (1-based)"),
+            ("extra", "JSON", "Every non-required field of the source row"),
+        ),
+        _t(
+            "quarantine",
+            _PD,
+            ("source_asset", "VARCHAR", "Asset that set the row aside"),
+            ("source_file", "VARCHAR", "Landing file, when known"),
+            ("source_row", "BIGINT", "Row or line number within the file, when known"),
+            ("comment_id", "VARCHAR", "Comment id, when one could be read"),
+            ("raw", "VARCHAR", "The offending row or text (cut to 2000 characters)"),
+            ("reason", "VARCHAR", "Why the row was set aside, in words"),
+        ),
+        _t(
+            "deduplicated_texts",
+            _PD,
+            ("text_hash", "VARCHAR", "BLAKE2b-128 of the normalized text, hex"),
+            ("text", "VARCHAR", "Normalized text (NFKC, invisible characters removed, whitespace collapsed)"),
+            ("comment_count", "BIGINT", "Comments of the day with this text"),
+            ("normalization_version", "INTEGER", "Version of the normalization rules"),
+        ),
+        _t(
+            "comment_texts",
+            _PD,
+            ("comment_id", "VARCHAR", "Comment id (raw_comments)"),
+            ("text_hash", "VARCHAR", "Hash of its normalized text (deduplicated_texts)"),
+        ),
+        _t(
+            "cached_embeddings",
+            _PD,
+            ("text_hash", "VARCHAR", "Distinct text whose vector already existed"),
+            ("model_key", "VARCHAR", "Model key the vector belongs to"),
+            ("tier", "VARCHAR", "Where it was found: redis or store"),
+        ),
+        _t(
+            "fresh_embeddings",
+            _PD,
+            ("text_hash", "VARCHAR", "Distinct text embedded for this partition"),
+            ("model_key", "VARCHAR", "Model key the vector belongs to"),
+            ("truncated", "BOOLEAN", "Text was cut to the client's length limit before sending"),
+            ("resumed", "BOOLEAN", "Vector was saved by an earlier, interrupted attempt and not re-sent"),
+        ),
+        _t(
+            "embedding_store",
+            ("model_key", "VARCHAR", "Model + dimensions + instruction + normalization version"),
+            ("text_hash", "VARCHAR", "BLAKE2b-128 of the normalized text"),
+            ("dim", "INTEGER", "Vector length"),
+            ("vector", "FLOAT[]", "L2-normalized embedding"),
+            ("created_at", "TIMESTAMPTZ", "When the vector was saved"),
+            primary_key=("model_key", "text_hash"),
+        ),
+        _t(
+            "model_keys",
+            ("model_key", "VARCHAR", "Key id used in the store and in Redis"),
+            ("model", "VARCHAR", "Served model name"),
+            ("dimensions", "INTEGER", "Requested output dimension"),
+            ("instruction", "VARCHAR", "Task instruction prepended to every text, if any"),
+            ("normalization_version", "INTEGER", "Text normalization version"),
+            primary_key=("model_key",),
+        ),
+        _t(
+            "clusters",
+            _PD,
+            ("comment_id", "VARCHAR", "Comment id (raw_comments)"),
+            ("text_hash", "VARCHAR", "Hash of its normalized text"),
+            ("cluster_id", "INTEGER", "Cluster within the day, -1 for noise"),
+            ("probability", "DOUBLE", "HDBSCAN membership strength (0 for noise)"),
+        ),
+        _t(
+            "cluster_summaries",
+            _PD,
+            ("cluster_id", "INTEGER", "Cluster within the day"),
+            ("size", "BIGINT", "Comments in the cluster"),
+            ("n_texts", "BIGINT", "Distinct texts in the cluster"),
+            ("label", "VARCHAR", "Label built from the top keywords"),
+            ("keywords", "VARCHAR[]", "Top c-TF-IDF keywords"),
+            ("representatives", "VARCHAR[]", "Comments nearest the cluster centre"),
+            ("centroid", "FLOAT[]", "Unit-norm centroid of the cluster's vectors"),
+        ),
+        _t(
+            "topics",
+            _PD,
+            ("topic_id", "VARCHAR", "Stable topic id, T<birth day>-<rank>"),
+            ("cluster_id", "INTEGER", "The day's cluster matched to the topic"),
+            ("is_new", "BOOLEAN", "The topic was born this day"),
+            ("similarity", "DOUBLE", "Cosine similarity of the cluster to the topic's previous centroid"),
+            ("first_seen", "DATE", "Day the topic was born"),
+            ("size", "BIGINT", "Comments of the day in the topic"),
+            ("label", "VARCHAR", "Latest label"),
+            ("keywords", "VARCHAR[]", "Latest keywords"),
+            ("centroid", "FLOAT[]", "Latest centroid"),
+        ),
+    )
+}
+
+# Read-side conveniences; recreated on every connection that ensures the schema.
+VIEWS: dict[str, str] = {
+    "topic_registry": """
+        SELECT topic_id, min(first_seen) AS first_seen, max(partition_date) AS last_seen,
+               count(*) AS days_seen, sum(size) AS total_size,
+               arg_max(label, partition_date) AS label, arg_max(keywords, partition_date) AS keywords
+        FROM topics GROUP BY topic_id""",
+    "comment_topics": """
+        SELECT c.partition_date, c.comment_id, c.cluster_id, t.topic_id, t.label
+        FROM clusters c LEFT JOIN topics t
+          ON t.partition_date = c.partition_date AND t.cluster_id = c.cluster_id""",
+}
+
+
+def ddl(name: str) -> str:
+    table = TABLES[name]
+    cols = ", ".join(f"{c.name} {c.type}" for c in table.columns)
+    pk = f", PRIMARY KEY ({', '.join(table.primary_key)})" if table.primary_key else ""
+    return f"CREATE TABLE IF NOT EXISTS {table.name} ({cols}{pk})"
