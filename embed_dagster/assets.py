@@ -6,8 +6,6 @@ partition atomically, and describe what happened in metadata. No DuckDB connecti
 an HTTP call or a clustering fit (see storage.py for why).
 """
 
-from __future__ import annotations
-
 import time
 from datetime import date
 from pathlib import Path
@@ -16,8 +14,8 @@ import dagster as dg
 import numpy as np
 import pyarrow as pa
 
-from embed_dagster.clustering import ClusterSummary, cluster_vectors, summarize_clusters
 from embed_dagster.cluster_map import render_cluster_map
+from embed_dagster.clustering import ClusterSummary, cluster_vectors, summarize_clusters
 from embed_dagster.dedup import deduplicate
 from embed_dagster.embedding_client import EmbeddingServerError
 from embed_dagster.ingest import read_landing_partition
@@ -75,7 +73,9 @@ def raw_comments(
         },
     )
     if result.stats.get("files", 0) == 0:
-        context.log.warning(f"no landing files for {day} under {landing.root}: materialized an empty partition")
+        context.log.warning(
+            f"no landing files for {day} under {landing.root}: materialized an empty partition"
+        )
     return dg.MaterializeResult(
         metadata={
             **table_metadata(warehouse.path, "raw_comments", day),
@@ -98,7 +98,9 @@ def raw_comments(
     "whitespace collapsed) with its BLAKE2b-128 `text_hash` and comment count; `comment_texts` maps "
     "every comment to its text_hash.",
 )
-def deduplicated_texts(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def deduplicated_texts(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
     day = partition_date(context)
     rows = query_arrow(
         warehouse.path,
@@ -320,7 +322,9 @@ def _rejected_comments(db: str, day: date, rejected: dict[str, str]) -> pa.Table
     reasons = pa.table(
         {
             "text_hash": pa.array(list(rejected), pa.string()),
-            "reason": pa.array([f"embedding server rejected the text: {m}" for m in rejected.values()], pa.string()),
+            "reason": pa.array(
+                [f"embedding server rejected the text: {m}" for m in rejected.values()], pa.string()
+            ),
         }
     )
     if not rejected:
@@ -379,14 +383,18 @@ def clusters(
     day = partition_date(context)
     key = embedding.model_key()
     texts, matrix = _load_partition_vectors(warehouse.path, day, key.id, key.dimensions)
-    expected = query_arrow(
-        warehouse.path,
-        """SELECT count(*) AS n FROM deduplicated_texts d WHERE d.partition_date = ?
+    expected = (
+        query_arrow(
+            warehouse.path,
+            """SELECT count(*) AS n FROM deduplicated_texts d WHERE d.partition_date = ?
            AND d.text_hash NOT IN (SELECT m.text_hash FROM quarantine q JOIN comment_texts m
                ON m.partition_date = q.partition_date AND m.comment_id = q.comment_id
                WHERE q.partition_date = ? AND q.source_asset = 'fresh_embeddings')""",
-        [day, day],
-    ).column("n")[0].as_py()
+            [day, day],
+        )
+        .column("n")[0]
+        .as_py()
+    )
     if expected != texts.num_rows:
         raise dg.Failure(
             description=f"{expected - texts.num_rows} distinct texts of {day} have no vector for model key "
@@ -503,7 +511,9 @@ def topics(
         TopicState(t, np.asarray(c, dtype=np.float32))
         for t, c in zip(registry_t.column("topic_id").to_pylist(), registry_t.column("centroid").to_pylist())
     ]
-    first_seen = dict(zip(registry_t.column("topic_id").to_pylist(), registry_t.column("first_seen").to_pylist()))
+    first_seen = dict(
+        zip(registry_t.column("topic_id").to_pylist(), registry_t.column("first_seen").to_pylist())
+    )
     assignment = assign_topics(registry, summaries, clustering.topic_threshold, day)
     centroid_of = {t.topic_id: t.centroid for t in registry}
     rows = []

@@ -1,7 +1,5 @@
 """The partitioned job, its daily schedule, and the landing-folder sensor."""
 
-from __future__ import annotations
-
 import json
 import os
 import re

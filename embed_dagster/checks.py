@@ -1,7 +1,5 @@
 """Partitioned asset checks: can this day's output be trusted?"""
 
-from __future__ import annotations
-
 import dagster as dg
 import numpy as np
 
@@ -34,7 +32,8 @@ def conservation(context: dg.AssetCheckExecutionContext, warehouse: WarehouseRes
            + (SELECT count(*) FROM quarantine WHERE partition_date = $d AND source_asset = 'raw_comments')
                AS rows_read,
              (SELECT count(*) FROM clusters WHERE partition_date = $d) AS clustered,
-             (SELECT count(DISTINCT comment_id) FROM clusters WHERE partition_date = $d) AS clustered_distinct,
+             (SELECT count(DISTINCT comment_id) FROM clusters WHERE partition_date = $d)
+               AS clustered_distinct,
              (SELECT count(*) FROM quarantine WHERE partition_date = $d) AS quarantined,
              (SELECT count(*) FROM clusters c JOIN quarantine q
                 ON q.partition_date = c.partition_date AND q.comment_id = c.comment_id
@@ -147,7 +146,9 @@ def clustering_health(
     if share > clustering.max_noise_share:
         problems.append(f"noise share {share:.1%} above {clustering.max_noise_share:.0%}")
     if n["comments"] and not clustering.min_clusters <= n["clusters"] <= clustering.max_clusters:
-        problems.append(f"{n['clusters']} clusters outside [{clustering.min_clusters}, {clustering.max_clusters}]")
+        problems.append(
+            f"{n['clusters']} clusters outside [{clustering.min_clusters}, {clustering.max_clusters}]"
+        )
     return dg.AssetCheckResult(
         passed=not problems,
         severity=dg.AssetCheckSeverity.WARN,

@@ -54,7 +54,9 @@ def deduplicate(
             "normalization_version": pa.array([NORMALIZATION_VERSION] * len(distinct), pa.int32()),
         }
     )
-    mapping = pa.table({"comment_id": pa.array(map_ids, pa.string()), "text_hash": pa.array(map_hashes, pa.string())})
+    mapping = pa.table(
+        {"comment_id": pa.array(map_ids, pa.string()), "text_hash": pa.array(map_hashes, pa.string())}
+    )
     cols = list(zip(*empty_rows)) if empty_rows else [[], [], [], [], []]
     empty = pa.table(
         {

@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     for day in days:
         print(f"materializing {day} ...", flush=True)
         try:
-            result = job.execute_in_process(partition_key=day.isoformat(), instance=instance, raise_on_error=False)
+            result = job.execute_in_process(
+                partition_key=day.isoformat(), instance=instance, raise_on_error=False
+            )
         except dg.DagsterError as exc:
             print(f"run for {day} could not start: {exc}", file=sys.stderr)
             return 1

@@ -42,4 +42,7 @@ def png_markdown(png: bytes, alt: str) -> dg.MetadataValue:
 
 
 def definition_metadata(table: str) -> dict:
-    return {"dagster/column_schema": column_schema(table), "dagster/table_name": f"embed_dagster.main.{table}"}
+    return {
+        "dagster/column_schema": column_schema(table),
+        "dagster/table_name": f"embed_dagster.main.{table}",
+    }

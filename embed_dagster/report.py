@@ -62,7 +62,8 @@ def format_partition_report(db: str, day: date) -> str:
     noise_share = f["noise"] / f["clustered"] if f["clustered"] else 0.0
     lines = [
         f"== {day} ==",
-        f"  comments read       {f['rows_read']:>7}   (valid {f['comments']}, quarantined {f['quarantined']})",
+        f"  comments read       {f['rows_read']:>7}   "
+        f"(valid {f['comments']}, quarantined {f['quarantined']})",
         f"  distinct texts      {f['distinct_texts']:>7}",
         f"  embeddings          {f['cached_embeddings']:>7} cached, {f['fresh_embeddings']} fresh "
         f"({f['fresh_sent']} sent to the server)",
@@ -73,7 +74,10 @@ def format_partition_report(db: str, day: date) -> str:
         lines.append(f"  quarantined  [{q['source_asset']}] {q['location']}: {_cut(q['reason'], 90)}")
     lines.append("  biggest clusters:")
     for c in top_clusters(db, day):
-        lines.append(f"    #{c['cluster_id']:<3} {c['size']:>5} comments  {c['topic_id'] or ''}  {_cut(c['label'], 50)}")
+        lines.append(
+            f"    #{c['cluster_id']:<3} {c['size']:>5} comments  "
+            f"{c['topic_id'] or ''}  {_cut(c['label'], 50)}"
+        )
         for rep in (c["representatives"] or [])[:2]:
             lines.append(f"           “{_cut(rep, 80)}”")
     return "\n".join(lines)

@@ -65,7 +65,9 @@ class EmbeddingResource(dg.ConfigurableResource):
     instruction: str | None = Field(
         default=None, description="Task instruction, sent as 'Instruct: {task}\\nQuery:{text}'"
     )
-    matryoshka: bool = Field(default=True, description="Model is Matryoshka-trained: truncate client-side if needed")
+    matryoshka: bool = Field(
+        default=True, description="Model is Matryoshka-trained: truncate client-side if needed"
+    )
     max_chars: int = Field(default=2000, ge=1, description="Texts are cut to this length before sending")
     timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=6, ge=0)
@@ -81,7 +83,9 @@ class EmbeddingResource(dg.ConfigurableResource):
         return LOCAL_MODEL_NAME if self.is_local else DEFAULT_REMOTE_MODEL
 
     def model_key(self) -> ModelKey:
-        return ModelKey(self.resolved_model(), self.dimensions, self.instruction or None, NORMALIZATION_VERSION)
+        return ModelKey(
+            self.resolved_model(), self.dimensions, self.instruction or None, NORMALIZATION_VERSION
+        )
 
     def server_label(self) -> str:
         """What the metadata says about the server: URLs without credentials or query strings."""
@@ -129,10 +133,16 @@ class EmbeddingResource(dg.ConfigurableResource):
 class VectorCacheResource(dg.ConfigurableResource):
     """Redis hot tier in front of the warehouse's vector store; off unless a URL is given."""
 
-    redis_url: str | None = Field(default=None, description="redis:// or rediss:// URL (REDIS_URL); empty = off")
-    redis_password: str | None = Field(default=None, description="Password (REDIS_PASSWORD), if not in the URL")
+    redis_url: str | None = Field(
+        default=None, description="redis:// or rediss:// URL (REDIS_URL); empty = off"
+    )
+    redis_password: str | None = Field(
+        default=None, description="Password (REDIS_PASSWORD), if not in the URL"
+    )
     ttl_s: int = Field(default=30 * 24 * 3600, ge=0, description="Key expiry in seconds; 0 = never")
-    float16: bool = Field(default=False, description="Store float16 values: half the memory, ~1e-4 cosine error")
+    float16: bool = Field(
+        default=False, description="Store float16 values: half the memory, ~1e-4 cosine error"
+    )
     chunk_size: int = Field(default=1000, ge=1, description="Keys per pipelined MGET/SET chunk")
 
     @property
@@ -177,8 +187,13 @@ class ClusteringResource(dg.ConfigurableResource):
         overrides = {
             name: getattr(self, name)
             for name in (
-                "reduction", "algorithm", "min_cluster_size", "min_samples",
-                "selection_method", "sample_size", "outlier_threshold",
+                "reduction",
+                "algorithm",
+                "min_cluster_size",
+                "min_samples",
+                "selection_method",
+                "sample_size",
+                "outlier_threshold",
             )
             if getattr(self, name) is not None
         }

@@ -43,7 +43,9 @@ def _is_lock_error(exc: Exception) -> bool:
 
 
 @contextmanager
-def connect(path: str | Path, *, read_only: bool = False, retry_s: float = 300.0) -> Iterator[duckdb.DuckDBPyConnection]:
+def connect(
+    path: str | Path, *, read_only: bool = False, retry_s: float = 300.0
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the warehouse, waiting (with jittered backoff) while another process holds the lock.
 
     The wait is bounded so a stuck writer turns into a clear error instead of a hung run.
@@ -80,7 +82,9 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"CREATE VIEW IF NOT EXISTS {name} AS {sql}")
 
 
-def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table, constants: Mapping[str, object]) -> None:
+def _insert(
+    con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table, constants: Mapping[str, object]
+) -> None:
     if rows.num_rows == 0:
         return
     names = [validate_identifier(c) for c in constants]
@@ -120,7 +124,9 @@ def replace_rows(
     _insert(con, table, rows, key)
 
 
-def write_partition(path: str | Path, partition_date: date, writes: Mapping[str, tuple[Mapping, pa.Table]]) -> None:
+def write_partition(
+    path: str | Path, partition_date: date, writes: Mapping[str, tuple[Mapping, pa.Table]]
+) -> None:
     """Replace one partition's rows in several tables atomically.
 
     ``writes`` maps a table name to (extra key columns, rows); the key always includes
@@ -151,4 +157,6 @@ def count_rows(path: str | Path, table: str, partition_date: date | None = None)
         ensure_schema(con)
         if partition_date is None:
             return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-        return con.execute(f"SELECT count(*) FROM {table} WHERE partition_date = ?", [partition_date]).fetchone()[0]
+        return con.execute(
+            f"SELECT count(*) FROM {table} WHERE partition_date = ?", [partition_date]
+        ).fetchone()[0]

@@ -22,7 +22,11 @@ DAYS = [date(2025, 1, 1), date(2025, 1, 2)]
 def _run_demo(env: dict) -> str:
     proc = subprocess.run(
         [sys.executable, "-m", "embed_dagster.demo", "--days", "2", "--per-day", "120"],
-        env=env, cwd=env["_CWD"], capture_output=True, text=True, timeout=600,
+        env=env,
+        cwd=env["_CWD"],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
@@ -55,9 +59,14 @@ def _report_numbers(output: str, day: date) -> dict[str, int]:
     e = re.search(r"embeddings\s+(\d+) cached, (\d+) fresh \((\d+) sent", block)
     c = re.search(r"clustered comments\s+(\d+)\s+in (\d+) clusters", block)
     return {
-        "rows_read": int(m[1]), "comments": int(m[2]), "quarantined": int(m[3]),
-        "cached_embeddings": int(e[1]), "fresh_embeddings": int(e[2]), "fresh_sent": int(e[3]),
-        "clustered": int(c[1]), "clusters": int(c[2]),
+        "rows_read": int(m[1]),
+        "comments": int(m[2]),
+        "quarantined": int(m[3]),
+        "cached_embeddings": int(e[1]),
+        "fresh_embeddings": int(e[2]),
+        "fresh_sent": int(e[3]),
+        "clustered": int(c[1]),
+        "clusters": int(c[2]),
     }
 
 
@@ -99,6 +108,14 @@ def test_second_demo_run_is_identical_and_fully_cached(first_run, demo_env):
         after = partition_figures(demo_env["EMBED_DAGSTER_DB"], day)
         assert after["fresh_embeddings"] == 0 and after["fresh_sent"] == 0
         assert after["cached_embeddings"] == after["distinct_texts"]
-        for key in ("rows_read", "comments", "distinct_texts", "quarantined", "clustered", "clusters", "noise"):
+        for key in (
+            "rows_read",
+            "comments",
+            "distinct_texts",
+            "quarantined",
+            "clustered",
+            "clusters",
+            "noise",
+        ):
             assert after[key] == before[day][key], key
         assert _report_numbers(second, day)["fresh_sent"] == 0

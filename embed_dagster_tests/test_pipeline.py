@@ -9,6 +9,7 @@ import pytest
 
 from embed_dagster.assets import ASSETS
 from embed_dagster.checks import CHECKS
+from embed_dagster.local_server import MODEL_NAME
 from embed_dagster.resources import (
     ClusteringResource,
     EmbeddingResource,
@@ -20,8 +21,15 @@ from embed_dagster.sample_data import generate_landing
 from embed_dagster.storage import query_arrow
 
 DAY1, DAY2 = date(2025, 1, 1), date(2025, 1, 2)
-TABLES = ["raw_comments", "quarantine", "deduplicated_texts", "comment_texts", "clusters", "cluster_summaries",
-          "topics"]
+TABLES = [
+    "raw_comments",
+    "quarantine",
+    "deduplicated_texts",
+    "comment_texts",
+    "clusters",
+    "cluster_summaries",
+    "topics",
+]
 
 
 def materialize(resources: dict, day: date) -> dg.ExecuteInProcessResult:
@@ -32,7 +40,9 @@ def materialize(resources: dict, day: date) -> dg.ExecuteInProcessResult:
 
 def counts(db: str, day: date) -> dict[str, int]:
     return {
-        t: query_arrow(db, f"SELECT count(*) AS n FROM {t} WHERE partition_date = ?", [day]).column("n")[0].as_py()
+        t: query_arrow(db, f"SELECT count(*) AS n FROM {t} WHERE partition_date = ?", [day])
+        .column("n")[0]
+        .as_py()
         for t in [*TABLES, "cached_embeddings", "fresh_embeddings"]
     }
 
@@ -45,7 +55,7 @@ def pipeline(tmp_path_factory, local_server):
     resources = {
         "warehouse": WarehouseResource(path=str(root / "warehouse.duckdb")),
         "landing": LandingResource(root=str(landing)),
-        "embedding": EmbeddingResource(base_url=local_server.base_url),
+        "embedding": EmbeddingResource(base_url=local_server.base_url, model=MODEL_NAME),
         "vector_cache": VectorCacheResource(),
         "clustering": ClusteringResource(),
     }
@@ -69,9 +79,11 @@ def test_every_row_is_clustered_or_quarantined(pipeline):
         assert n["clusters"] > 0
         # The generator's known bad rows are all in quarantine, each with a reason.
         assert n["quarantine"] >= pipeline["stats"][day]["bad_rows_written"]
-        reasons = query_arrow(
-            pipeline["db"], "SELECT reason FROM quarantine WHERE partition_date = ?", [day]
-        ).column("reason").to_pylist()
+        reasons = (
+            query_arrow(pipeline["db"], "SELECT reason FROM quarantine WHERE partition_date = ?", [day])
+            .column("reason")
+            .to_pylist()
+        )
         assert all(r and len(r) > 5 for r in reasons)
 
 
@@ -79,7 +91,8 @@ def test_no_comment_is_clustered_twice(pipeline):
     for day in (DAY1, DAY2):
         dupes = query_arrow(
             pipeline["db"],
-            "SELECT comment_id FROM clusters WHERE partition_date = ? GROUP BY comment_id HAVING count(*) > 1",
+            "SELECT comment_id FROM clusters WHERE partition_date = ? "
+            "GROUP BY comment_id HAVING count(*) > 1",
             [day],
         )
         assert dupes.num_rows == 0
@@ -94,17 +107,27 @@ def test_all_checks_pass(pipeline):
 
 def test_repeated_text_from_day1_is_cached_on_day2(pipeline):
     db = pipeline["db"]
-    shared = query_arrow(
-        db,
-        """SELECT text_hash FROM deduplicated_texts WHERE partition_date = ?
+    shared = (
+        query_arrow(
+            db,
+            """SELECT text_hash FROM deduplicated_texts WHERE partition_date = ?
            INTERSECT SELECT text_hash FROM deduplicated_texts WHERE partition_date = ?""",
-        [DAY1, DAY2],
-    ).column("text_hash").to_pylist()
+            [DAY1, DAY2],
+        )
+        .column("text_hash")
+        .to_pylist()
+    )
     assert shared, "the generator repeats texts across days"
-    cached = set(query_arrow(db, "SELECT text_hash FROM cached_embeddings WHERE partition_date = ?", [DAY2])
-                 .column("text_hash").to_pylist())
-    fresh = set(query_arrow(db, "SELECT text_hash FROM fresh_embeddings WHERE partition_date = ?", [DAY2])
-                .column("text_hash").to_pylist())
+    cached = set(
+        query_arrow(db, "SELECT text_hash FROM cached_embeddings WHERE partition_date = ?", [DAY2])
+        .column("text_hash")
+        .to_pylist()
+    )
+    fresh = set(
+        query_arrow(db, "SELECT text_hash FROM fresh_embeddings WHERE partition_date = ?", [DAY2])
+        .column("text_hash")
+        .to_pylist()
+    )
     assert set(shared) <= cached
     assert not set(shared) & fresh
 
@@ -133,5 +156,7 @@ def test_rematerializing_a_partition_replaces_it(pipeline):
     assert after["cached_embeddings"] == before["cached_embeddings"] + before["fresh_embeddings"]
     assert counts(db, DAY2) == other_before
     assert all(_check_results(result)[c] for c in ("conservation", "coverage"))
-    stored = query_arrow(db, "SELECT count(*) AS n, count(DISTINCT (model_key, text_hash)) AS d FROM embedding_store")
+    stored = query_arrow(
+        db, "SELECT count(*) AS n, count(DISTINCT (model_key, text_hash)) AS d FROM embedding_store"
+    )
     assert stored.column("n")[0].as_py() == stored.column("d")[0].as_py()

@@ -92,7 +92,11 @@ def test_connect_waits_for_another_process_lock(tmp_path):
 def test_connect_gives_a_clear_error_when_lock_is_held_too_long(tmp_path):
     db = tmp_path / "w.duckdb"
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(db)!r}); print('x', flush=True); time.sleep(30)"],
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({str(db)!r}); print('x', flush=True); time.sleep(30)",
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

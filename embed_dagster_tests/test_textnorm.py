@@ -59,5 +59,7 @@ def test_deduplicate_maps_every_comment():
     assert out.empty.column("reason").to_pylist() == [EMPTY_REASON]
     rows = {r["text"]: r["comment_count"] for r in out.texts.to_pylist()}
     assert rows == {"Great product": 3, "great product": 1}
-    mapping = dict(zip(out.mapping.column("comment_id").to_pylist(), out.mapping.column("text_hash").to_pylist()))
+    mapping = dict(
+        zip(out.mapping.column("comment_id").to_pylist(), out.mapping.column("text_hash").to_pylist())
+    )
     assert mapping["a"] == mapping["c"] == mapping["e"] != mapping["b"]
