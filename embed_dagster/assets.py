@@ -401,7 +401,10 @@ def clusters(
             f"{key.id}. Materialize cached_embeddings and fresh_embeddings for this partition with the "
             "same embedding settings first."
         )
-    config = clustering.config()
+    try:
+        config = clustering.config()
+    except ValueError as exc:
+        raise dg.Failure(description=f"invalid clustering configuration: {exc}") from None
     result = cluster_vectors(matrix, config)
     hashes = texts.column("text_hash").to_pylist()
     counts = np.asarray(texts.column("comment_count").to_pylist(), dtype=np.int64)

@@ -39,7 +39,8 @@ def project_2d(vectors: np.ndarray, labels: np.ndarray, seed: int = 0) -> np.nda
     sw = within.T @ within / len(xc)
     centred = means - xc.mean(axis=0)
     sb = (centred * counts[:, None]).T @ centred / len(xc)
-    sw += np.eye(len(sw)) * (1e-3 * np.trace(sw) / len(sw) + 1e-12)  # keep it invertible
+    # shrink towards the mean variance: invertible, and no axis chases a few tight tiny clusters
+    sw = 0.8 * sw + 0.2 * np.eye(len(sw)) * (np.trace(sw) / len(sw) + 1e-12)
     _, vecs = eigh(sb, sw)
     return x @ vecs[:, ::-1][:, :2]
 
@@ -73,7 +74,7 @@ def render_cluster_map(
     fig = Figure(figsize=(size_px / dpi, size_px * 0.75 / dpi), dpi=dpi)
     ax = fig.add_subplot()
     noise = labels < 0
-    point = max(0.5, min(8.0, 3000.0 / max(len(labels), 1)))
+    point = max(1.5, min(8.0, 6000.0 / max(len(labels), 1)))
     ax.scatter(xy[noise, 0], xy[noise, 1], s=point, c=[_NOISE_COLOUR], linewidths=0, label="noise")
     if (~noise).any():
         palette = matplotlib.colormaps["tab20"].colors
@@ -86,6 +87,11 @@ def render_cluster_map(
     n_clusters = len(np.unique(labels[~noise]))
     share = noise.mean() if len(labels) else 0.0
     ax.set_title(f"{title}\n{len(labels)} points shown, {n_clusters} clusters, {share:.0%} noise", fontsize=9)
+    if len(xy) >= 20:  # frame the bulk of the points; a few far outliers would squash the rest
+        lo, hi = np.percentile(xy, [0.5, 99.5], axis=0)
+        pad = (hi - lo) * 0.05 + 1e-9
+        ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+        ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
     ax.set_xticks([])
     ax.set_yticks([])
     fig.tight_layout()

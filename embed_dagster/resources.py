@@ -177,7 +177,10 @@ class ClusteringResource(dg.ConfigurableResource):
     min_samples: int | None = Field(default=None, ge=1)
     selection_method: str | None = Field(default=None, description="eom | leaf")
     sample_size: int | None = Field(default=None, ge=100, description="Fit on a sample above this size")
-    outlier_threshold: float | None = Field(default=None, description="Reassign noise above this cosine")
+    reassign_noise: bool = Field(default=True, description="Move noise points to the nearest cluster")
+    outlier_threshold: float | None = Field(
+        default=None, description="Cosine to the nearest centroid needed to move a noise point (default: 0.0)"
+    )
     topic_threshold: float = Field(default=0.8, description="Centroid cosine needed to continue a topic")
     max_noise_share: float = Field(default=0.5, description="Health check: warn above this noise share")
     min_clusters: int = Field(default=1, description="Health check: warn below this many clusters")
@@ -197,6 +200,8 @@ class ClusteringResource(dg.ConfigurableResource):
             )
             if getattr(self, name) is not None
         }
+        if not self.reassign_noise:
+            overrides["outlier_threshold"] = None
         return ClusterConfig(**overrides)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["embed_dagster_tests.fixtures_redis"]
+pytest_plugins = ["embed_dagster_tests.fixtures_redis", "embed_dagster_tests.fault_figures"]
 
 SHARED = Path(os.environ.get("EMBED_DAGSTER_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared"))
 

@@ -161,3 +161,10 @@ def test_cluster_map_degenerate_inputs(labels):
     x, _ = sphere_blobs([30])
     assert _png_size(render_cluster_map(x, labels, "few"))[0] == 640
     assert _png_size(render_cluster_map(x[:, :2], labels, "2-d input"))[0] == 640
+
+
+def test_all_zero_rows_end_up_as_noise():
+    x, _ = sphere_blobs([60, 60], seed=19)
+    x[:3] = 0.0
+    res = cluster_vectors(x, ClusterConfig(min_cluster_size=10))
+    assert (res.labels[:3] == -1).all() and (res.labels[3:] >= 0).all()

@@ -88,6 +88,16 @@ def test_concurrent_batches_are_reassembled_by_key(srv):
     assert meta["served_dimensions"] == DIM and meta["wire_format"] == "base64" and meta["bytes_received"] > 0
 
 
+def test_the_typed_openai_call_is_the_fallback_transport(srv, monkeypatch):
+    import embed_dagster.embedding_client as ec
+
+    monkeypatch.setattr(ec, "_RAW_RESPONSE", None)  # as if openai's HTTP library could not be found
+    pairs = items(6)
+    vectors, _, _ = run(config(srv.base_url), pairs)
+    assert_correct(vectors, pairs)
+    assert srv.embedding_requests[0].body["encoding_format"] == "base64"
+
+
 def test_shuffled_response_order_is_put_back_by_index(srv):
     srv.fail_next(Fault.shuffled(), times=3)
     pairs = items(12)
@@ -286,8 +296,10 @@ def test_falls_back_to_floats_once_when_base64_is_rejected(srv, caplog):
     pairs = items(16)
     vectors, _, client = run(config(srv.base_url, max_concurrency=1), pairs)
     assert_correct(vectors, pairs)
-    formats = [r.body["encoding_format"] for r in srv.embedding_requests]
-    assert formats == ["base64", "float", "float", "float", "float"]
+    sent = [(r.inputs[0], r.body["encoding_format"]) for r in srv.embedding_requests]
+    # the first batch fails, a one-word canary finds base64 is the problem, floats from then on
+    assert sent == [("text 0", "base64"), ("hello", "base64"), ("hello", "float"), ("text 0", "float"),
+                    ("text 4", "float"), ("text 8", "float"), ("text 12", "float")]
     assert caplog.text.count("rejected encoding_format=base64") == 1
     assert client.stats.as_metadata()["wire_format"] == "float"
 
@@ -320,19 +332,29 @@ def test_poison_inputs_are_isolated_by_bisection(srv, caplog):
     assert set(rejected) == {"k3", "k9"}
     assert rejected["k3"] == "Input 'text 3' is not allowed"
     assert_correct(vectors, [p for p in pairs if p[0] not in rejected])
-    # two batches of 8 with one poison text each: 1 + 2 + 2 + 2 requests per batch, plus one float
-    # retry of the very first 400 (until base64 has worked once, a 400 might mean "no base64 here")
+    # two batches of 8 with one poison text each: 1 + 2 + 2 + 2 requests per batch, plus one canary
+    # after the very first 400 (until a request has worked, a 400 might mean a misconfigured request)
     assert len(srv.embedding_requests) == 2 * 7 + 1
-    assert [r.body["encoding_format"] for r in srv.embedding_requests[:2]] == ["base64", "float"]
+    assert srv.embedding_requests[1].inputs == ["hello"]
     assert client.stats.as_metadata()["rejected_texts"] == 2
 
 
-def test_a_server_that_rejects_everything_is_a_configuration_error(srv):
-    pairs = items(40)
-    srv.poison_texts.update(t for _, t in pairs)
+def test_a_server_that_rejects_every_request_is_a_configuration_error(srv):
+    srv.fail_next(Fault.http(400, "Requested dimensions 64 exceeds the model's hidden size 32"), times=50)
     client = EmbeddingClient(config(srv.base_url, batch_size=8, max_concurrency=1))
-    with pytest.raises(EmbeddingServerError, match="rejected every one of the first 16 texts"):
-        list(client.embed_stream(iter(pairs)))
+    with pytest.raises(EmbeddingServerError, match="rejects even a one-word request .HTTP 400: Requested "
+                       "dimensions 64 exceeds.*check model 'fault-model', dimensions=64"):
+        list(client.embed_stream(iter(items(40))))
+    # the batch, then a canary as base64 and as floats: not 2 x 40 requests of bisection
+    assert [(r.inputs, r.body["encoding_format"]) for r in srv.embedding_requests] == [
+        ([f"text {i}" for i in range(8)], "base64"), (["hello"], "base64"), (["hello"], "float")]
+
+
+def test_many_poison_texts_in_one_batch_are_not_mistaken_for_misconfiguration(srv):
+    pairs = items(32)
+    srv.poison_texts.update(t for _, t in pairs[:20])  # more than a misconfiguration guard might allow
+    vectors, outcomes, _ = run(config(srv.base_url, batch_size=32, max_concurrency=1), pairs)
+    assert len(vectors) == 12 and len([r for o in outcomes for r in o.rejected]) == 20
 
 
 # ---------------------------------------------------------------- several replicas

@@ -141,8 +141,8 @@ def test_models_endpoint_and_health(local_server):
 
 
 def test_client_reassembles_order_under_concurrency_against_the_real_model(local_server):
-    texts = [f"{ZH_EN[i % len(ZH_EN)]} #{i}" for i in range(120)]
-    cfg = ClientConfig(base_urls=[local_server.base_url], dimensions=256, batch_size=8, max_concurrency=4)
+    texts = [f"{ZH_EN[i % len(ZH_EN)]} #{i}" for i in range(48)]
+    cfg = ClientConfig(base_urls=[local_server.base_url], dimensions=256, batch_size=4, max_concurrency=4)
     with EmbeddingClient(cfg) as client:
         got = {}
         for outcome in client.embed_stream(((str(i), t) for i, t in enumerate(texts)), total=len(texts)):
