@@ -170,9 +170,10 @@ def recipe_kmeans(x, y):
 
 
 RECIPES = {
-    "default (PCA20→HDBSCAN leaf on ≤10k sample→refine+rescue)": recipe_ours(),
+    "default: PCA20→HDBSCAN(leaf) on ≤10k sample→refine+rescue": recipe_ours(),
     "ours, density only (no refine, no rescue)": recipe_ours(refine_iterations=0, outlier_threshold=None),
     "ours, rescue only (no refine)": recipe_ours(refine_iterations=0),
+    "ours, rescue only noise with cosine ≥ 0.5": recipe_ours(outlier_threshold=0.5),
     "ours, eom selection": recipe_ours(selection_method="eom"),
     "ours, sample 5k": recipe_ours(sample_size=5000),
     "ours, fast_hdbscan (numba)": recipe_ours(algorithm="fast_hdbscan"),
@@ -182,6 +183,7 @@ RECIPES = {
     "k-means, true k (reference)": recipe_kmeans,
 }
 DEFAULT = next(iter(RECIPES))
+EXTRA = ("ours, sample 5k", "ours, PCA50→UMAP5 (numba)")  # only with --all: they add minutes
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -350,6 +352,7 @@ def scale_table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="banking77 and 10k/30k scale, fewer recipes")
+    parser.add_argument("--all", action="store_true", help="also the slower variants: " + ", ".join(EXTRA))
     parser.add_argument("--no-doc", action="store_true", help="print only; do not write docs/benchmarks.md")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -367,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     recipes = [DEFAULT, "seed: HDBSCAN(mcs=10) on 512-d", "BERTopic: UMAP(15,5,cos)→HDBSCAN(mcs=10)",
                "k-means, true k (reference)"]
     if not args.quick:
-        recipes[1:1] = [r for r in RECIPES if r.startswith("ours")]
+        recipes[1:1] = [r for r in RECIPES if r.startswith("ours") and (args.all or r not in EXTRA)]
     print("quality on the labelled sets ...", flush=True)
     quality = []
     for recipe in recipes:

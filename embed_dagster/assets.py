@@ -280,20 +280,36 @@ def fresh_embeddings(
                 metadata={"vectors_saved_before_failure": checkpoint.saved},
             ) from None
     elapsed = time.monotonic() - started
-    done = [h for h in todo_hashes if h not in rejected]
-    rows = pa.table(
-        {
-            "text_hash": pa.array(done, pa.string()),
-            "model_key": pa.array([key.id] * len(done), pa.string()),
-            "truncated": pa.array([truncated.get(h, False) for h in done], pa.bool_()),
-            "resumed": pa.array([h in resumed for h in done], pa.bool_()),
+
+    def fresh_rows(con) -> pa.Table:
+        # Read inside the write's transaction: another run of this partition may have rewritten
+        # cached_embeddings since `todo` was read (finding vectors this run saved), and a text it lists
+        # as cached must not be listed here too.
+        cached_now = {
+            r[0]
+            for r in con.execute(
+                "SELECT text_hash FROM cached_embeddings WHERE partition_date = ? AND model_key = ?",
+                [day, key.id],
+            ).fetchall()
         }
-    )
+        done = [h for h in todo_hashes if h not in rejected and h not in cached_now]
+        return pa.table(
+            {
+                "text_hash": pa.array(done, pa.string()),
+                "model_key": pa.array([key.id] * len(done), pa.string()),
+                "truncated": pa.array([truncated.get(h, False) for h in done], pa.bool_()),
+                "resumed": pa.array([h in resumed for h in done], pa.bool_()),
+            }
+        )
+
     quarantined = _rejected_comments(warehouse.path, day, rejected)
     write_partition(
         warehouse.path,
         day,
-        {"fresh_embeddings": ({}, rows), "quarantine": ({"source_asset": "fresh_embeddings"}, quarantined)},
+        {
+            "fresh_embeddings": ({}, fresh_rows),
+            "quarantine": ({"source_asset": "fresh_embeddings"}, quarantined),
+        },
     )
     sent = len(to_send)
     return dg.MaterializeResult(

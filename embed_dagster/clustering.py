@@ -30,6 +30,7 @@ from embed_dagster.keywords import cluster_keywords, keyword_label
 REDUCTIONS = ("none", "pca", "umap", "pca+umap")
 ALGORITHMS = ("hdbscan", "fast_hdbscan")
 SELECTION_METHODS = ("eom", "leaf")
+_REFINE_TOLERANCE = 0.001  # stop refining once fewer than 0.1 % of the rows change cluster
 _CHUNK = 2048  # rows per block in the brute-force similarity passes; bounds memory to chunk × k
 
 
@@ -48,7 +49,7 @@ class ClusterConfig:
     selection_method: str = "leaf"
     sample_size: int = 10000  # fit on a sample above this many rows and assign the rest
     outlier_threshold: float | None = 0.0  # cosine to the nearest centroid that rescues a noise point
-    refine_iterations: int = 10  # spherical k-means passes over all points after the density step
+    refine_iterations: int = 30  # spherical k-means passes over all points after the density step
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -151,7 +152,7 @@ def cluster_vectors(matrix, config: ClusterConfig | None = None) -> ClusteringRe
     noise_before = float(np.mean(labels < 0))
 
     t = time.perf_counter()
-    labels, sims = _refine(x, labels, cfg)
+    labels, sims = _refine(x, labels, cfg, params)
     labels[~x.any(axis=1)] = -1  # an all-zero vector has no direction to belong anywhere
     timings["refine"] = time.perf_counter() - t
     labels = _renumber_by_size(labels)
@@ -286,7 +287,7 @@ def _nearest(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return best, sims
 
 
-def _refine(x: np.ndarray, labels: np.ndarray, cfg: ClusterConfig) -> tuple[np.ndarray, np.ndarray]:
+def _refine(x: np.ndarray, labels: np.ndarray, cfg: ClusterConfig, params: dict):
     """Outlier rescue and spherical k-means refinement in the full cosine space.
 
     Points HDBSCAN clustered always move to their nearest centroid; noise points join it only when
@@ -298,7 +299,7 @@ def _refine(x: np.ndarray, labels: np.ndarray, cfg: ClusterConfig) -> tuple[np.n
         return labels, np.zeros(len(labels), dtype=np.float32)
     clustered = labels >= 0
     centroids = _centroids(x, labels, k)
-    current = labels
+    current, passes = labels, 0
     for _ in range(max(cfg.refine_iterations, 1)):
         best, sims = _nearest(x, centroids)
         if cfg.refine_iterations == 0:  # rescue only: clustered points keep their HDBSCAN label
@@ -308,11 +309,13 @@ def _refine(x: np.ndarray, labels: np.ndarray, cfg: ClusterConfig) -> tuple[np.n
         if cfg.outlier_threshold is not None:
             accept |= sims >= cfg.outlier_threshold
         new = np.where(accept, best, -1)
-        if np.array_equal(new, current) and cfg.refine_iterations:
-            break
+        changed = float(np.mean(new != current))
         current = new
-        if cfg.refine_iterations:
-            centroids = _centroids(x, current, k)
+        passes += 1
+        if not cfg.refine_iterations or changed < _REFINE_TOLERANCE:
+            break
+        centroids = _centroids(x, current, k)
+    params["refine_passes"] = passes
     final_sims = np.einsum("ij,ij->i", x, centroids[np.maximum(current, 0)])
     return current, final_sims
 

@@ -42,7 +42,7 @@ def build_resources() -> dict:
             api_key=env_or_none("SGLANG_API_KEY"),
             model=os.environ.get("SGLANG_MODEL") or None,
             dimensions=_int_env("EMBED_DAGSTER_DIMENSIONS", 512),
-            batch_size=_int_env("EMBED_DAGSTER_BATCH_SIZE", 64),
+            batch_size=_int_env("EMBED_DAGSTER_BATCH_SIZE", 128),
             max_concurrency=_int_env("EMBED_DAGSTER_MAX_CONCURRENCY", 8),
             instruction=os.environ.get("EMBED_DAGSTER_INSTRUCTION") or None,
         ),

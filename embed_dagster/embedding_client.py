@@ -53,6 +53,8 @@ from typing import Self
 import numpy as np
 import openai
 
+from embed_dagster.urls import redact_url
+
 MATRYOSHKA_FLAG = """--json-model-override-args '{"is_matryoshka": true}'"""
 _BISECT_STATUSES = (400, 413, 422)  # "this input is bad": worth splitting the batch
 
@@ -128,11 +130,6 @@ def normalize_base_url(url: str) -> str:
     if not re.match(r"^https?://[^/\s]+", url):
         raise ValueError(f"embedding server URL must start with http:// or https://, got {redact_url(url)!r}")
     return url if url.endswith("/v1") else url + "/v1"
-
-
-def redact_url(url: str) -> str:
-    """Drop user:password@ from a URL before it reaches a log line or an error message."""
-    return re.sub(r"//[^/@\s]*@", "//", str(url))
 
 
 # ---------------------------------------------------------------- stats
@@ -548,6 +545,13 @@ class EmbeddingClient:
                     raise bad("embedding is not a flat list")
             else:
                 raise bad(f"embedding of type {type(emb).__name__}")
+        served = payload.get("model")
+        if isinstance(served, str) and served and served != cfg.model:
+            # Vectors are cached under cfg.model: another model's vectors would poison the cache.
+            raise EmbeddingServerError(
+                f"embedding server {redact_url(replica.url)} serves model {served!r} but the embedding "
+                f"resource is configured for {cfg.model!r}; set SGLANG_MODEL to the served model name"
+            )
         dims = {len(r) for r in rows}
         if len(dims) != 1:
             raise bad(f"vectors of different lengths {sorted(dims)}")

@@ -21,7 +21,7 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import numpy as np
 import redis
@@ -29,6 +29,8 @@ from redis.backoff import ExponentialBackoff
 from redis.connection import ConnectionPool, parse_url
 from redis.exceptions import OutOfMemoryError, RedisError
 from redis.retry import Retry
+
+from embed_dagster.urls import redact_url
 
 KEY_SCHEME_VERSION = 1
 KEY_PREFIX = f"embed:v{KEY_SCHEME_VERSION}:"
@@ -41,37 +43,9 @@ HEADER_SIZE = _HEADER.size  # 8
 _DTYPES = {DTYPE_FLOAT32: np.dtype("<f4"), DTYPE_FLOAT16: np.dtype("<f2")}
 
 _NAMESPACE_RE = re.compile(r"[A-Za-z0-9._:=+/\-]{1,200}")
-_SECRET_QUERY_KEYS = ("pass", "auth", "token", "secret", "key")
 _SCHEMES = ("redis", "rediss", "unix")
 
 ProgressCallback = Callable[[str, int, int], None]
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with its password (or a lone userinfo, often a password) replaced by ``***``.
-
-    Used for every log line and metadata value that mentions the Redis URL, so a credential in
-    REDIS_URL never reaches Dagster's event log.
-    """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable redis URL>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            user = userinfo.split(":", 1)[0]
-            userinfo = f"{user}:***"
-        else:
-            userinfo = "***"
-        netloc = f"{userinfo}@{host}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        pairs = [(k, "***" if any(s in k.lower() for s in _SECRET_QUERY_KEYS) else v) for k, v in pairs]
-        query = urlencode(pairs, safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def url_password(url: str) -> str | None:

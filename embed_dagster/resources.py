@@ -59,7 +59,7 @@ class EmbeddingResource(dg.ConfigurableResource):
     )
     api_key: str | None = Field(default=None, description="API key (SGLANG_API_KEY); never logged")
     model: str | None = Field(default=None, description="Served model name; default depends on the server")
-    batch_size: int = Field(default=64, ge=1, le=4096)
+    batch_size: int = Field(default=128, ge=1, le=4096, description="Texts per request")
     dimensions: int = Field(default=512, ge=1, description="Output dimension sent as `dimensions`")
     max_concurrency: int = Field(default=8, ge=1, le=256, description="Requests in flight")
     instruction: str | None = Field(

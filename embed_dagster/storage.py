@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -125,18 +125,24 @@ def replace_rows(
 
 
 def write_partition(
-    path: str | Path, partition_date: date, writes: Mapping[str, tuple[Mapping, pa.Table]]
+    path: str | Path,
+    partition_date: date,
+    writes: Mapping[str, tuple[Mapping, pa.Table | Callable[[duckdb.DuckDBPyConnection], pa.Table]]],
 ) -> None:
     """Replace one partition's rows in several tables atomically.
 
     ``writes`` maps a table name to (extra key columns, rows); the key always includes
-    ``partition_date``. Either every table is replaced or none is.
+    ``partition_date``. Either every table is replaced or none is. Rows may also be a function of
+    the open connection, called inside the transaction: for rows that must agree with what another
+    run committed last (the file lock keeps every other process out until the commit).
     """
     with connect(path) as con:
         ensure_schema(con)
         con.execute("BEGIN TRANSACTION")
         try:
             for table, (extra_key, rows) in writes.items():
+                if callable(rows):
+                    rows = rows(con)
                 replace_rows(con, table, {"partition_date": partition_date, **extra_key}, rows)
             con.execute("COMMIT")
         except BaseException:

@@ -48,7 +48,9 @@ class FaultFigures:
         width = max(len(label) for label in FIGURES.values())
         lines = [f"{label:<{width}}  {self.totals[name]}" for name, label in FIGURES.items()]
         bad = [FIGURES[n] for n in MUST_BE_ZERO if self.totals[n]]
-        lines.append("verdict: " + (f"NOT OK ({', '.join(bad)} above 0)" if bad else "nothing lost, nothing doubled"))
+        lines.append(
+            "verdict: " + (f"NOT OK ({', '.join(bad)} above 0)" if bad else "nothing lost, nothing doubled")
+        )
         if verbose:
             lines.append("")
             lines.append("per test:")

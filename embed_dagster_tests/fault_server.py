@@ -56,6 +56,7 @@ class Fault:
     retry_after: str | None = None
     seconds: float = 0.0
     dim: int | None = None
+    model: str | None = None
 
     @classmethod
     def http(cls, status: int, message: str = "injected fault", retry_after: float | None = None) -> Fault:
@@ -109,6 +110,11 @@ class Fault:
     @classmethod
     def invalid_json(cls) -> Fault:
         return cls("invalid_json")
+
+    @classmethod
+    def wrong_model(cls, model: str = "some-other-model") -> Fault:
+        """Correct vectors, but the response names another model (a server swapped behind the URL)."""
+        return cls("wrong_model", model=model)
 
 
 def _lower(headers) -> dict[str, str]:
@@ -244,6 +250,8 @@ class _Handler(BaseHTTPRequestHandler):
                 item["index"] = 0
         payload = {"object": "list", "model": body.get("model"), "data": data,
                    "usage": {"prompt_tokens": len(texts), "total_tokens": len(texts)}}
+        if fault is not None and fault.kind == "wrong_model":
+            payload["model"] = fault.model
         if fault is not None and fault.kind == "invalid_json":
             self._send(200, b'{"object": "list", "data": [')
             return

@@ -40,7 +40,10 @@ TOPICS = ["delivery", "refund", "app crash", "battery", "customer service", "pri
 def day_texts(day: date, n: int, distinct: int | None = None) -> list[str]:
     """``n`` comments over ``distinct`` texts (about 2/3 of n by default), unique to the day."""
     distinct = distinct or max(1, (2 * n) // 3)
-    return [f"{TOPICS[k % len(TOPICS)]} comment {k} from {day.isoformat()}" for k in (i % distinct for i in range(n))]
+    return [
+        f"{TOPICS[k % len(TOPICS)]} comment {k} from {day.isoformat()}"
+        for k in (i % distinct for i in range(n))
+    ]
 
 
 def write_day(landing: Path, day: date, n: int, distinct: int | None = None, extra: list[str] = ()) -> int:
@@ -50,8 +53,11 @@ def write_day(landing: Path, day: date, n: int, distinct: int | None = None, ext
     texts = [*day_texts(day, n, distinct), *extra]
     with open(folder / "comments.jsonl", "w", encoding="utf-8") as f:
         for i, text in enumerate(texts):
-            row = {"comment_id": f"{day:%Y%m%d}-{i:05d}", "created_at": f"{day.isoformat()}T08:00:00Z",
-                   "text": text}
+            row = {
+                "comment_id": f"{day:%Y%m%d}-{i:05d}",
+                "created_at": f"{day.isoformat()}T08:00:00Z",
+                "text": text,
+            }
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     return len(texts)
 
@@ -67,7 +73,13 @@ def make_resources(
     redis_password: str | None = None,
     **embedding: object,
 ) -> dict:
-    settings = {"batch_size": 8, "max_concurrency": 2, "timeout_s": 5.0, "max_retries": 4, "deadline_s": 120.0}
+    settings = {
+        "batch_size": 8,
+        "max_concurrency": 2,
+        "timeout_s": 5.0,
+        "max_retries": 4,
+        "deadline_s": 120.0,
+    }
     settings.update(embedding)
     return {
         "warehouse": WarehouseResource(path=str(db), lock_timeout_s=120.0),
@@ -143,7 +155,8 @@ def ledger(db: Path | str, day: date, rows_in_landing: int | None = None) -> dic
                WHERE partition_date = $d AND source_row IS NOT NULL) AS quarantined_twice,
              (SELECT count(*) - count(DISTINCT comment_id) FROM raw_comments WHERE partition_date = $d)
                  AS raw_id_twice,
-             (SELECT count(*) - count(DISTINCT (model_key, text_hash)) FROM embedding_store) AS stored_twice""",
+             (SELECT count(*) - count(DISTINCT (model_key, text_hash)) FROM embedding_store)
+                 AS stored_twice""",
         {"d": day},
     )
     read = n["raw"] + n["quarantined_at_ingest"]
@@ -152,7 +165,10 @@ def ledger(db: Path | str, day: date, rows_in_landing: int | None = None) -> dic
     n["rows_in_landing"] = landing
     n["lost"] = landing - n["clustered"] - n["quarantined"]
     n["duplicated"] = (
-        n["clustered_twice"] + n["clustered_and_quarantined"] + n["quarantined_twice"] + n["raw_id_twice"]
+        n["clustered_twice"]
+        + n["clustered_and_quarantined"]
+        + n["quarantined_twice"]
+        + n["raw_id_twice"]
         + n["stored_twice"]
     )
     return n
@@ -199,8 +215,13 @@ def model_key_id(resources: dict) -> str:
 
 
 def run_config(db, landing, base_url, partitions, **extra) -> dict:
-    return {"db": str(db), "landing": str(landing), "base_url": base_url, "partitions": list(partitions),
-            **extra}
+    return {
+        "db": str(db),
+        "landing": str(landing),
+        "base_url": base_url,
+        "partitions": list(partitions),
+        **extra,
+    }
 
 
 def spawn(config: dict, log_path: Path) -> subprocess.Popen:
@@ -212,7 +233,11 @@ def spawn(config: dict, log_path: Path) -> subprocess.Popen:
     try:
         return subprocess.Popen(
             [sys.executable, "-m", "embed_dagster_tests.faults_run", json.dumps(config)],
-            stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO), env=env, start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=str(REPO),
+            env=env,
+            start_new_session=True,
         )
     finally:
         log.close()
@@ -256,3 +281,17 @@ def read_only_scalar(db: Path | str, sql: str, timeout_s: float = 0.5):
             return None  # table not created yet
         finally:
             con.close()
+
+
+def wait_for_saved_vectors(proc: subprocess.Popen, db: Path | str, timeout_s: float = 180.0) -> int | None:
+    """Poll the store of a run in another process until it has checkpointed some vectors.
+
+    Returns how many it saw, or None if the run exited (or the time ran out) first.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        saved = read_only_scalar(db, "SELECT count(*) FROM embedding_store")
+        if saved:
+            return saved
+        time.sleep(0.05)
+    return None

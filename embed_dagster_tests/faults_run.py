@@ -16,15 +16,20 @@ def main(argv: list[str]) -> int:
     from embed_dagster_tests.faults_helpers import check_results, make_resources, materialize, step_failures
 
     options = {k: cfg[k] for k in ("batch_size", "max_concurrency", "timeout_s", "max_retries") if k in cfg}
-    resources = make_resources(cfg["db"], cfg["landing"], cfg["base_url"], redis_url=cfg.get("redis_url"),
-                               **options)
+    resources = make_resources(
+        cfg["db"], cfg["landing"], cfg["base_url"], redis_url=cfg.get("redis_url"), **options
+    )
     ok = True
     for key in cfg["partitions"]:
         print(f"FAULTS_RUN_START {key}", flush=True)
         result = materialize(resources, key)
         ok = ok and result.success
-        line = {"partition": key, "success": result.success, "checks": check_results(result),
-                "failures": step_failures(result)}
+        line = {
+            "partition": key,
+            "success": result.success,
+            "checks": check_results(result),
+            "failures": step_failures(result),
+        }
         print("FAULTS_RUN_RESULT " + json.dumps(line), flush=True)
     return 0 if ok else 1
 

@@ -157,13 +157,13 @@ def test_topic_ids_match_the_sequential_run(backfill, ops_server):
     result, _ = backfill
     sql = "SELECT partition_date AS d, topic_id, size, is_new FROM topics"
     ours, reference = _per_day(ops_server.db, sql), _per_day(result.reference_db, sql)
+    assert sum(len(v) for v in reference.values()) >= len(BACKFILL_DAYS), "days without topics prove nothing"
     for day in sorted(_day_strings()):
-        assert ours[day] == reference[day], day
+        assert ours.get(day, []) == reference.get(day, []), day
 
 
 def test_pools_held_one_step_at_a_time(backfill, ops_backfills, ops_server):
-    """Across both backfills (in-process and multiprocess executors), no two steps of a pool of
-    limit 1 were ever running at the same time."""
+    """Across both backfills, no two steps of a pool of limit 1 were ever running at the same time."""
     gql = ops_server.gql
     nodes = gql("{ assetNodes { assetKey { path } pools } }")["assetNodes"]
     pool_of = {n["assetKey"]["path"][0]: n["pools"] for n in nodes}

@@ -288,6 +288,14 @@ def test_auth_errors_are_not_retried_and_do_not_leak_the_key(srv, caplog):
     no_secret(caplog, str(err.value), repr(client.cfg))
 
 
+def test_a_server_serving_another_model_is_refused_without_retry(srv):
+    srv.fail_next(Fault.wrong_model("Qwen/Qwen3-Embedding-0.6B"))
+    client = EmbeddingClient(config(srv.base_url, max_concurrency=1))
+    with pytest.raises(EmbeddingServerError, match="serves model 'Qwen/Qwen3-Embedding-0.6B'.*SGLANG_MODEL"):
+        list(client.embed_stream(iter(items(2))))
+    assert len(srv.embedding_requests) == 1
+
+
 # ---------------------------------------------------------------- server capabilities
 
 

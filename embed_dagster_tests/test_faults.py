@@ -23,8 +23,8 @@ from embed_dagster_tests.fault_server import Fault, FaultServer, wait_until
 from embed_dagster_tests.faults_helpers import (
     DIM,
     account,
-    asset_metadata,
     assert_checks_pass,
+    asset_metadata,
     make_resources,
     materialize,
     model_key_id,
@@ -79,8 +79,15 @@ def finish_ok(result, day, figures) -> dict:
 
 
 def test_http_errors_rate_limits_stalls_and_drops_are_retried(srv, day, fault_figures):
-    faults = [Fault.http(500), Fault.http(503, "overloaded"), Fault.rate_limited(0.2), Fault.http(500),
-              Fault.stall(3.0), Fault.disconnect(), Fault.rate_limited(0.1)]
+    faults = [
+        Fault.http(500),
+        Fault.http(503, "overloaded"),
+        Fault.rate_limited(0.2),
+        Fault.http(500),
+        Fault.stall(3.0),
+        Fault.disconnect(),
+        Fault.rate_limited(0.1),
+    ]
     for f in faults:
         srv.fail_next(f)
     fault_figures.add("faults_injected", len(faults))
@@ -95,8 +102,14 @@ def test_http_errors_rate_limits_stalls_and_drops_are_retried(srv, day, fault_fi
 
 def test_invalid_answers_are_never_stored_and_shuffled_ones_are_reassembled(srv, day, fault_figures):
     # shuffled first: it lands on one of the first (full) batches; the others must be refused
-    invalid = [Fault.wrong_dimension(32), Fault.nan(), Fault.too_few(), Fault.duplicate_index(),
-               Fault.unnormalized(), Fault.invalid_json()]
+    invalid = [
+        Fault.wrong_dimension(32),
+        Fault.nan(),
+        Fault.too_few(),
+        Fault.duplicate_index(),
+        Fault.unnormalized(),
+        Fault.invalid_json(),
+    ]
     srv.fail_next(Fault.shuffled())
     srv.fail_next(Fault.wrong_dimension(128))  # more dimensions than asked: cut and renormalized, kept
     for f in invalid:
@@ -111,6 +124,22 @@ def test_invalid_answers_are_never_stored_and_shuffled_ones_are_reassembled(srv,
     assert dims == {"lo": DIM, "hi": DIM, "n": day["texts"]}
 
 
+def test_a_different_model_behind_the_url_fails_the_run_and_stores_nothing(srv, day, fault_figures):
+    srv.fail_next(Fault.wrong_model("another-model"))
+    fault_figures.add("faults_injected")
+    failed = materialize(resources_for(day, srv, max_concurrency=1), DAY)
+    assert not failed.success
+    message = step_failures(failed)["fresh_embeddings"]
+    assert (
+        "serves model 'another-model' but the embedding resource is configured for 'fault-model'" in message
+    )
+    assert (
+        scalar(day["db"], "SELECT count(*) AS n FROM embedding_store")["n"] == 0
+    )  # its vectors never stored
+    finish_ok(materialize(resources_for(day, srv), DAY), day, fault_figures)
+    fault_figures.add("partitions_recovered")
+
+
 def test_server_down_for_the_whole_run_fails_clearly_and_the_rerun_succeeds(srv, day, fault_figures):
     srv.down()
     fault_figures.add("faults_injected")
@@ -123,7 +152,7 @@ def test_server_down_for_the_whole_run_fails_clearly_and_the_rerun_succeeds(srv,
     assert f"embedding failed for {DAY}" in message
     assert f"cannot reach the embedding server at {srv.base_url}" in message
     assert "re-running this partition sends only the rest" in message
-    assert "Traceback" not in message and "File \"" not in message
+    assert "Traceback" not in message and 'File "' not in message
     assert not failed.asset_materializations_for_node("clusters")  # nothing downstream of the failure
     result = materialize(resources_for(day, srv), DAY)
     finish_ok(result, day, fault_figures)
@@ -149,8 +178,11 @@ def test_server_dies_mid_run_and_the_rerun_sends_only_the_rest(srv, day, fault_f
     saved = scalar(db, "SELECT count(*) AS n FROM embedding_store")["n"]
     assert f"{saved} vectors were saved before the failure" in message
     assert 0 < saved < day["texts"]
-    saved_texts = set(query_arrow(db, "SELECT d.text FROM deduplicated_texts d JOIN embedding_store s "
-                                  "USING (text_hash)").column("text").to_pylist())
+    saved_texts = set(
+        query_arrow(db, "SELECT d.text FROM deduplicated_texts d JOIN embedding_store s USING (text_hash)")
+        .column("text")
+        .to_pylist()
+    )
 
     srv.reset()
     result = materialize(resources_for(day, srv), DAY)
@@ -236,7 +268,9 @@ def test_redis_back_mid_run_is_used_again_by_the_next_run(srv, day, redis_server
     account(fault_figures, day["db"], DAY, day["rows"])
 
 
-def test_redis_full_refuses_writes_and_the_store_keeps_everything(srv, day, redis_server_factory, fault_figures):
+def test_redis_full_refuses_writes_and_the_store_keeps_everything(
+    srv, day, redis_server_factory, fault_figures
+):
     server = redis_server_factory(maxmemory_policy="noeviction")
     client = redis.Redis.from_url(server.url)
     used = int(client.info("memory")["used_memory"])

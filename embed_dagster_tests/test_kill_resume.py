@@ -13,24 +13,22 @@ import random
 import signal
 import subprocess
 import sys
-import textwrap
 import time
-from datetime import date, datetime, timezone
+from datetime import date
 
 import dagster as dg
-import pyarrow as pa
 import pytest
 
 from embed_dagster.assets import ASSETS, fresh_embeddings
 from embed_dagster.checks import CHECKS
 from embed_dagster.storage import connect, query_arrow, write_partition
-from embed_dagster_tests.fault_server import Fault, FaultServer, wait_until
+from embed_dagster_tests.fault_server import Fault, FaultServer
 from embed_dagster_tests.faults_helpers import (
     DIM,
     REPO,
     account,
-    asset_metadata,
     assert_checks_pass,
+    asset_metadata,
     make_resources,
     model_key_id,
     read_only_scalar,
@@ -38,9 +36,11 @@ from embed_dagster_tests.faults_helpers import (
     scalar,
     spawn,
     step_failures,
+    wait_for_saved_vectors,
     write_day,
     wrong_vectors,
 )
+from embed_dagster_tests.faults_writer import big_partition
 
 pytestmark = pytest.mark.faults
 
@@ -53,19 +53,16 @@ def test_sigkill_mid_embedding_then_resume_sends_only_the_rest(tmp_path, fault_f
     with FaultServer() as srv:
         srv.latency_s = 0.1
         # 40 texts/s: the first checkpoint (after about 2 s) holds well under the 200 texts
-        proc = spawn(run_config(db, landing, srv.base_url, [DAY.isoformat()], batch_size=4, max_concurrency=1,
-                                timeout_s=60.0), tmp_path / "run.log")
+        proc = spawn(
+            run_config(
+                db, landing, srv.base_url, [DAY.isoformat()], batch_size=4, max_concurrency=1, timeout_s=60.0
+            ),
+            tmp_path / "run.log",
+        )
         try:
             # a checkpoint lands about every 2 s; wait for the first, then freeze the server so the
             # run is certainly still embedding when it dies
-            saved_before = None
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and proc.poll() is None:
-                saved_before = read_only_scalar(db, "SELECT count(*) FROM embedding_store")
-                if saved_before:
-                    break
-                time.sleep(0.05)
-            assert saved_before, (tmp_path / "run.log").read_text()[-3000:]
+            assert wait_for_saved_vectors(proc, db), (tmp_path / "run.log").read_text()[-3000:]
             srv.fail_next(Fault.stall(30.0), times=10_000)
             time.sleep(0.3)
             assert proc.poll() is None, "the run finished before it could be killed"
@@ -80,16 +77,25 @@ def test_sigkill_mid_embedding_then_resume_sends_only_the_rest(tmp_path, fault_f
         # the file opens (read-only first: no repair needed to read it) and holds what was saved
         saved = read_only_scalar(db, "SELECT count(*) FROM embedding_store", timeout_s=10)
         assert saved is not None and 0 < saved < 200
-        saved_texts = set(query_arrow(db, "SELECT d.text FROM deduplicated_texts d JOIN embedding_store s "
-                                      "USING (text_hash)").column("text").to_pylist())
+        saved_texts = set(
+            query_arrow(
+                db, "SELECT d.text FROM deduplicated_texts d JOIN embedding_store s USING (text_hash)"
+            )
+            .column("text")
+            .to_pylist()
+        )
         assert len(saved_texts) == saved
 
         # re-execute from the failed step, as the UI's "re-execute from failure" does
         srv.reset()
         resources = make_resources(db, landing, srv.base_url, batch_size=8, max_concurrency=2)
-        result = dg.materialize([*ASSETS, *CHECKS], partition_key=DAY.isoformat(), resources=resources,
-                                selection=dg.AssetSelection.assets(fresh_embeddings).downstream(),
-                                raise_on_error=False)
+        result = dg.materialize(
+            [*ASSETS, *CHECKS],
+            partition_key=DAY.isoformat(),
+            resources=resources,
+            selection=dg.AssetSelection.assets(fresh_embeddings).downstream(),
+            raise_on_error=False,
+        )
         assert result.success, step_failures(result)
         assert_checks_pass(result)
         sent_again = [t for r in srv.embedding_requests for t in r.inputs]
@@ -105,33 +111,6 @@ def test_sigkill_mid_embedding_then_resume_sends_only_the_rest(tmp_path, fault_f
     fault_figures.add("partitions_recovered")
 
 
-_WRITER = textwrap.dedent("""
-    import sys, datetime as dt
-    import pyarrow as pa
-    from embed_dagster.storage import write_partition
-    db, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    rows = pa.table({
-        "comment_id": pa.array([f"{tag}-{i}" for i in range(n)]),
-        "created_at": pa.array([dt.datetime(2025, 5, 2, tzinfo=dt.timezone.utc)] * n, pa.timestamp("us", tz="UTC")),
-        "text": pa.array([f"{tag} comment number {i}, padded to make the write take a while" for i in range(n)]),
-        "source_file": pa.array(["big.jsonl"] * n), "source_row": pa.array(range(1, n + 1), pa.int64()),
-        "extra": pa.array(["{}"] * n)})
-    print("writing", flush=True)
-    write_partition(db, dt.date(2025, 5, 2), {"raw_comments": ({}, rows)})
-    print("done", flush=True)
-""")
-
-
-def _big_partition(tag: str, n: int) -> pa.Table:
-    return pa.table({
-        "comment_id": pa.array([f"{tag}-{i}" for i in range(n)]),
-        "created_at": pa.array([datetime(2025, 5, 2, tzinfo=timezone.utc)] * n, pa.timestamp("us", tz="UTC")),
-        "text": pa.array([f"{tag} comment {i}" for i in range(n)]),
-        "source_file": pa.array(["big.jsonl"] * n), "source_row": pa.array(range(1, n + 1), pa.int64()),
-        "extra": pa.array(["{}"] * n),
-    })
-
-
 def _partition_state(db) -> tuple[int, set[str]]:
     with connect(db, retry_s=30) as con:  # read-write: replays whatever WAL the killed writer left
         rows = con.execute(
@@ -144,10 +123,10 @@ def _partition_state(db) -> tuple[int, set[str]]:
 def test_sigkill_mid_partition_write_leaves_old_or_new_rows_never_a_mix(tmp_path, fault_figures):
     db = tmp_path / "warehouse.duckdb"
     n_old, n_new = 100_000, 110_000
-    write_partition(db, date(2025, 5, 2), {"raw_comments": ({}, _big_partition("old", n_old))})
-    write_partition(db, date(2025, 5, 3), {"raw_comments": ({}, _big_partition("other", 10))})
+    write_partition(db, date(2025, 5, 2), {"raw_comments": ({}, big_partition("old", n_old))})
+    write_partition(db, date(2025, 5, 3), {"raw_comments": ({}, big_partition("other", 10))})
     started = time.monotonic()
-    write_partition(db, date(2025, 5, 2), {"raw_comments": ({}, _big_partition("old", n_old))})
+    write_partition(db, date(2025, 5, 2), {"raw_comments": ({}, big_partition("old", n_old))})
     write_s = time.monotonic() - started
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     # kills spread over the write (timed here, checkpoint included), jittered: the early ones land
@@ -159,8 +138,13 @@ def test_sigkill_mid_partition_write_leaves_old_or_new_rows_never_a_mix(tmp_path
     outcomes = []
     for attempt, delay in enumerate(delays):
         tag = f"new{attempt}"
-        child = subprocess.Popen([sys.executable, "-c", _WRITER, str(db), tag, str(n_new)], env=env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "embed_dagster_tests.faults_writer", str(db), tag, str(n_new)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         assert child.stdout.readline().strip() == "writing"
         time.sleep(delay)
         child.send_signal(signal.SIGKILL)
@@ -177,9 +161,17 @@ def test_sigkill_mid_partition_write_leaves_old_or_new_rows_never_a_mix(tmp_path
         assert committed <= (seen == tag)  # a finished write is never lost
         outcomes.append("new" if seen == tag else "old")
     assert "old" in outcomes, f"no kill landed mid-write ({outcomes}); the write took {write_s:.2f} s"
-    assert scalar(db, "SELECT count(*) AS n FROM raw_comments WHERE partition_date = DATE '2025-05-03'")["n"] == 10
-    final = subprocess.run([sys.executable, "-c", _WRITER, str(db), "final", "1000"], env=env, capture_output=True,
-                           text=True, timeout=120)
+    assert (
+        scalar(db, "SELECT count(*) AS n FROM raw_comments WHERE partition_date = DATE '2025-05-03'")["n"]
+        == 10
+    )
+    final = subprocess.run(
+        [sys.executable, "-m", "embed_dagster_tests.faults_writer", str(db), "final", "1000"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert final.returncode == 0 and "done" in final.stdout, final.stdout + final.stderr
     assert _partition_state(db) == (1000, {"final"})
     fault_figures.add("partitions_recovered")

@@ -57,16 +57,22 @@ HOSTILE = [
     "%s %d {0} ${HOME} $1 ? :name",
     "\\'; SELECT * FROM embedding_store; --",
     "<script>alert(1)</script>",
-    "\"; DELETE FROM quarantine WHERE \"\"=\"",
+    '"; DELETE FROM quarantine WHERE ""="',
 ]
 
 
 def _write_landing(landing: Path) -> int:
     folder = landing / "comments" / f"date={DAY.isoformat()}"
     folder.mkdir(parents=True)
-    rows = [{"comment_id": f"h{i}", "created_at": "2025-08-01T12:00:00Z", "text": t} for i, t in enumerate(HOSTILE)]
+    rows = [
+        {"comment_id": f"h{i}", "created_at": "2025-08-01T12:00:00Z", "text": t}
+        for i, t in enumerate(HOSTILE)
+    ]
     rows.append({"comment_id": "x'); DROP TABLE clusters; --", "created_at": "2025-08-01", "text": "evil id"})
-    rows += [{"comment_id": f"n{i}", "created_at": "2025-08-01", "text": f"ordinary comment {i}"} for i in range(20)]
+    rows += [
+        {"comment_id": f"n{i}", "created_at": "2025-08-01", "text": f"ordinary comment {i}"}
+        for i in range(20)
+    ]
     (folder / "c.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     return len(rows)
 
@@ -75,10 +81,17 @@ def _resources(db: Path, landing: Path, base_url: str) -> dict:
     return {
         "warehouse": WarehouseResource(path=str(db)),
         "landing": LandingResource(root=str(landing)),
-        "embedding": EmbeddingResource(base_url=base_url, model=FAULT_MODEL, dimensions=64,
-                                       api_key=dg.EnvVar("FAULTS_SGLANG_API_KEY"), max_retries=1, batch_size=8),
-        "vector_cache": VectorCacheResource(redis_url=dg.EnvVar("FAULTS_REDIS_URL"),
-                                            redis_password=dg.EnvVar("FAULTS_REDIS_PASSWORD")),
+        "embedding": EmbeddingResource(
+            base_url=base_url,
+            model=FAULT_MODEL,
+            dimensions=64,
+            api_key=dg.EnvVar("FAULTS_SGLANG_API_KEY"),
+            max_retries=1,
+            batch_size=8,
+        ),
+        "vector_cache": VectorCacheResource(
+            redis_url=dg.EnvVar("FAULTS_REDIS_URL"), redis_password=dg.EnvVar("FAULTS_REDIS_PASSWORD")
+        ),
         "clustering": ClusteringResource(),
     }
 
@@ -125,7 +138,12 @@ def secret_runs(tmp_path_factory):
     root.setLevel(logging.DEBUG)
     out, err = io.StringIO(), io.StringIO()
     try:
-        with pytest.MonkeyPatch.context() as env, FaultServer() as srv, redirect_stdout(out), redirect_stderr(err):
+        with (
+            pytest.MonkeyPatch.context() as env,
+            FaultServer() as srv,
+            redirect_stdout(out),
+            redirect_stderr(err),
+        ):
             env.setenv("FAULTS_SGLANG_API_KEY", API_KEY)
             env.setenv("FAULTS_REDIS_URL", redis.url_without_password)
             env.setenv("FAULTS_REDIS_PASSWORD", WRONG_PASSWORD)
@@ -141,8 +159,15 @@ def secret_runs(tmp_path_factory):
         root.setLevel(old_level)
         redis.close()
     kept = _everything_dagster_kept(instance, failed) + _everything_dagster_kept(instance, ok)
-    yield {"failed": failed, "ok": ok, "db": db, "rows": rows, "auth": auth, "kept": kept,
-           "printed": out.getvalue() + err.getvalue() + "\n".join(recorder.lines)}
+    yield {
+        "failed": failed,
+        "ok": ok,
+        "db": db,
+        "rows": rows,
+        "auth": auth,
+        "kept": kept,
+        "printed": out.getvalue() + err.getvalue() + "\n".join(recorder.lines),
+    }
 
 
 def test_the_secrets_were_really_used(secret_runs):
@@ -158,8 +183,11 @@ def test_the_secrets_were_really_used(secret_runs):
     assert "redis://:***@127.0.0.1" in secret_runs["kept"]
 
 
-@pytest.mark.parametrize("secret", [API_KEY, REDIS_PASSWORD, WRONG_PASSWORD], ids=["api-key", "redis-password",
-                                                                                    "wrong-redis-password"])
+@pytest.mark.parametrize(
+    "secret",
+    [API_KEY, REDIS_PASSWORD, WRONG_PASSWORD],
+    ids=["api-key", "redis-password", "wrong-redis-password"],
+)
 def test_no_secret_in_event_log_logs_metadata_failures_or_warehouse(secret_runs, secret):
     assert secret not in secret_runs["kept"]
     assert secret not in secret_runs["printed"]
@@ -168,7 +196,9 @@ def test_no_secret_in_event_log_logs_metadata_failures_or_warehouse(secret_runs,
 
 def test_hostile_texts_come_back_byte_identical(secret_runs, fault_figures):
     db = secret_runs["db"]
-    texts = query_arrow(db, "SELECT comment_id, text FROM raw_comments WHERE partition_date = ?", [DAY]).to_pylist()
+    texts = query_arrow(
+        db, "SELECT comment_id, text FROM raw_comments WHERE partition_date = ?", [DAY]
+    ).to_pylist()
     by_id = {r["comment_id"]: r["text"] for r in texts}
     assert [by_id[f"h{i}"] for i in range(len(HOSTILE))] == HOSTILE
     assert by_id["x'); DROP TABLE clusters; --"] == "evil id"
@@ -178,8 +208,10 @@ def test_hostile_texts_come_back_byte_identical(secret_runs, fault_figures):
     assert clustered[0].as_py() == len(HOSTILE)
 
 
-@pytest.mark.parametrize("name", ["raw_comments; DROP TABLE raw_comments", "a b", "1abc", "", "x" * 64, "naïve",
-                                  "quarantine--", None])
+@pytest.mark.parametrize(
+    "name",
+    ["raw_comments; DROP TABLE raw_comments", "a b", "1abc", "", "x" * 64, "naïve", "quarantine--", None],
+)
 def test_identifiers_are_validated(tmp_path, name):
     with pytest.raises(ValueError, match="invalid SQL identifier"):
         validate_identifier(name)
