@@ -388,6 +388,18 @@ def main(argv: list[str] | None = None) -> None:
     scale += run_job("BERTopic: UMAP(15,5,cos)→HDBSCAN(mcs=10)", [(f"mix@{n}", None) for n in bert_sizes])
     scale += run_job("seed: HDBSCAN(mcs=10) on 512-d", [(f"mix@{sizes[0]}", SEED_MAX)])
 
+    verdict = ["### Does the default beat the seed's and BERTopic's recipes? (ARI and NMI, all points)"]
+    for spec in sets:
+        by = {r["recipe"]: r for r in quality if r["spec"] == spec}
+        ours = by[DEFAULT]
+        for other in ("seed: HDBSCAN(mcs=10) on 512-d", "BERTopic: UMAP(15,5,cos)→HDBSCAN(mcs=10)"):
+            if other in by:
+                o = by[other]
+                ok = ours["ari"] >= o["ari"] and ours["nmi"] >= o["nmi"]
+                verdict.append(
+                    f"- {spec}, vs {other.split(':')[0]}: {'yes' if ok else '**no**'} (ARI {ours['ari']:.3f} "
+                    f"vs {o['ari']:.3f}, NMI {ours['nmi']:.3f} vs {o['nmi']:.3f})"
+                )
     cmd = "python -m bench.bench_cluster" + (" --quick" if args.quick else "")
     md = "\n\n".join([
         "## Clustering recipes (`cluster`)",
@@ -404,6 +416,7 @@ def main(argv: list[str] | None = None) -> None:
         "Prim's at 512-d; the seed took 18 min for 100k).",
         "### Quality on the labelled sets",
         quality_table(quality),
+        "\n".join(verdict),
         "### Scale",
         f"Scale set: {mix_how}; 10k and 30k are random subsamples of it.",
         scale_table(scale),

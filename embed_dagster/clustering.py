@@ -7,12 +7,18 @@ Why this recipe (measured in ``bench/bench_cluster.py``, numbers in docs/benchma
   points come out as noise.
 * UMAP → HDBSCAN (BERTopic's recipe) recovers the structure but pays numba JIT in every new process
   (60–150 s here; a Dagster step is a new process) and UMAP time grows linearly with n.
-* The default here avoids numba entirely: PCA to a few dozen dimensions (where hdbscan uses its
-  multi-core-friendly Boruvka KD-tree), HDBSCAN on a sample only, then every point — sampled or not —
-  goes to the nearest cluster centroid in the original cosine space, and a few spherical k-means
-  iterations refine those centroids. HDBSCAN decides how many topics there are and where they sit;
-  the full-dimensional refinement fixes the boundaries the low-dimensional density got wrong.
-  Time is bounded by ``sample_size``, not by n, and memory by the chunked assignment.
+* The default avoids numba entirely: PCA to 20 dimensions (at <= 60 dimensions hdbscan uses its
+  Boruvka KD-tree instead of Prim's), HDBSCAN (leaf selection) on a sample of at most 10k rows,
+  unsampled rows take the label of their nearest sampled row, then spherical k-means passes in the
+  original cosine space move every clustered row to its nearest centroid and rescue noise rows
+  (``outlier_threshold``). HDBSCAN decides how many topics there are and where they sit; the
+  full-dimensional refinement fixes the boundaries the low-dimensional density got wrong. On the
+  labelled sets this beats both the seed's and BERTopic's recipes on ARI and NMI, and clusters 100k
+  rows in about half a minute on 2 cores with no JIT. Time is bounded by ``sample_size`` (HDBSCAN)
+  plus linear passes, memory by chunked similarity blocks.
+* Noise rescue is on (threshold 0.0: every noise row joins its nearest cluster) because the density
+  step leaves 55–70 % of these embeddings as noise; with rescue at 0.5 a few percent stay noise at
+  a small cost in ARI/NMI, and ``None`` keeps HDBSCAN's noise (see the benchmark table).
 
 Rows are expected to be distinct texts: duplicates form zero-distance cliques that HDBSCAN reads as
 dense clusters. Sizes are weighted by comment counts downstream (``summarize_clusters``).
@@ -60,10 +66,10 @@ class ClusterConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 2:
                 raise ValueError(f"{name} must be an integer >= 2, got {value!r}")
-        for name in ("min_cluster_size", "min_samples"):
+        for name, least in (("min_cluster_size", 2), ("min_samples", 1)):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < (2 if name[4] == "c" else 1)):
-                raise ValueError(f"{name} must be a positive integer (min_cluster_size >= 2) or None")
+            if value is not None and (not isinstance(value, int) or value < least):
+                raise ValueError(f"{name} must be an integer >= {least} or None (automatic), got {value!r}")
         if not isinstance(self.refine_iterations, int) or self.refine_iterations < 0:
             raise ValueError(f"refine_iterations must be an integer >= 0, got {self.refine_iterations!r}")
         t = self.outlier_threshold

@@ -17,6 +17,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import numpy as np
+import pyarrow as pa
 
 from embed_dagster.assets import ASSETS
 from embed_dagster.checks import CHECKS
@@ -27,7 +28,6 @@ from embed_dagster.resources import (
     VectorCacheResource,
     WarehouseResource,
 )
-from embed_dagster.storage import query_arrow
 from embed_dagster.vector_store import arrow_to_matrix
 from embed_dagster_tests.fault_server import expected_vector
 
@@ -127,8 +127,21 @@ def step_failures(result) -> dict[str, str]:
     return out
 
 
-def scalar(db: Path | str, sql: str, params: list | None = None):
-    return query_arrow(db, sql, params).to_pylist()[0]
+def query(db: Path | str, sql: str, params: list | dict | None = None) -> pa.Table:
+    """A read-only query for assertions once the runs are over: no schema DDL, no write lock.
+
+    (storage.query_arrow opens the file for writing and ensures the schema on every call, which
+    is right for assets and ten times slower than needed for a test's many checks.)
+    """
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.sql(sql, params=params or None).to_arrow_table()
+    finally:
+        con.close()
+
+
+def scalar(db: Path | str, sql: str, params: list | dict | None = None) -> dict:
+    return query(db, sql, params).to_pylist()[0]
 
 
 def ledger(db: Path | str, day: date, rows_in_landing: int | None = None) -> dict[str, int]:
@@ -185,7 +198,7 @@ def account(figures, db: Path | str, day: date, rows_in_landing: int | None = No
 
 def day_vectors(db: Path | str, day: date, model_key: str, dim: int) -> tuple[list[str], np.ndarray]:
     """The day's distinct texts and the stored vector of each (every text must have one)."""
-    t = query_arrow(
+    t = query(
         db,
         """SELECT d.text, s.vector FROM deduplicated_texts d JOIN embedding_store s
              ON s.text_hash = d.text_hash AND s.model_key = ?
@@ -209,6 +222,15 @@ def wrong_vectors(db: Path | str, day: date, model_key: str, dim: int) -> int:
 
 def model_key_id(resources: dict) -> str:
     return resources["embedding"].model_key().id
+
+
+def fault_model_key(dimensions: int = DIM) -> str:
+    """The model key the fault server's vectors are stored under with the suite's settings."""
+    return (
+        EmbeddingResource(base_url="http://127.0.0.1:1", model=FAULT_MODEL, dimensions=dimensions)
+        .model_key()
+        .id
+    )
 
 
 # ---------------------------------------------------------------------- subprocess runs

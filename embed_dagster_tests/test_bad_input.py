@@ -21,7 +21,6 @@ import pytest
 
 from embed_dagster.ingest import _BLANK_TEXT_RE
 from embed_dagster.local_server import MODEL_NAME
-from embed_dagster.storage import query_arrow
 from embed_dagster.textnorm import normalize_text
 from embed_dagster_tests.faults_helpers import (
     account,
@@ -30,6 +29,7 @@ from embed_dagster_tests.faults_helpers import (
     check_results,
     make_resources,
     materialize,
+    query,
     scalar,
 )
 
@@ -259,10 +259,10 @@ def build_bad_day(landing: Path) -> list[Case]:
         + ts
         + b",this line is swallowed by the open quote\n",
         [
-            Case("CSV good row", "b_broken_quote.csv", 2, "csv-1", None, "fine text one"),
+            Case("good: CSV row", "b_broken_quote.csv", 2, "csv-1", None, "fine text one"),
             Case("CSV stray quote", "b_broken_quote.csv", 3, None, "CSV record is malformed"),
             Case(
-                "CSV good row after a stray quote", "b_broken_quote.csv", 4, "csv-3", None, "fine text three"
+                "good: CSV row after a stray quote", "b_broken_quote.csv", 4, "csv-3", None, "fine text three"
             ),
             Case(
                 "CSV unclosed quote (swallows the next line)",
@@ -291,7 +291,7 @@ def build_bad_day(landing: Path) -> list[Case]:
         [
             Case("CSV extra column", "c_columns.csv", 2, None, "more fields than the header"),
             Case("CSV missing column", "c_columns.csv", 3, None, "fewer fields than the header"),
-            Case("CSV good row", "c_columns.csv", 4, "col-3", None, "a good row between bad ones"),
+            Case("good: CSV row", "c_columns.csv", 4, "col-3", None, "a good row between bad ones"),
             Case(
                 "duplicate comment_id across files",
                 "c_columns.csv",
@@ -315,7 +315,7 @@ def build_bad_day(landing: Path) -> list[Case]:
         "e_bad_utf8.csv",
         csv_head + b"u-1," + ts + b",fine\nu-2," + ts + b",bad \xc3\x28 bytes\n",
         [
-            Case("CSV good row", "e_bad_utf8.csv", 2, "u-1", None, "fine"),
+            Case("good: CSV row", "e_bad_utf8.csv", 2, "u-1", None, "fine"),
             Case("CSV invalid UTF-8", "e_bad_utf8.csv", 3, None, "record is not valid UTF-8"),
         ],
     )
@@ -368,17 +368,15 @@ def build_bad_day(landing: Path) -> list[Case]:
             }
         ),
         [
-            Case("Parquet good row", "h_good.parquet", 1, "pg-1", None, "Parquet row, fine"),
-            Case(
-                "Parquet good row, mixed scripts", "h_good.parquet", 2, "pg-2", None, "混合 text 和 `code()`"
-            ),
+            Case("good: Parquet row", "h_good.parquet", 1, "pg-1", None, "Parquet row, fine"),
+            Case("Parquet row, mixed scripts", "h_good.parquet", 2, "pg-2", None, "混合 text 和 `code()`"),
         ],
     )
     b.raw_file(
         "i_array.json",
         json.dumps([obj("ja-1", "JSON array element"), 5]).encode(),
         [
-            Case("JSON array element", "i_array.json", 1, "ja-1", None, "JSON array element"),
+            Case("good: JSON array element", "i_array.json", 1, "ja-1", None, "JSON array element"),
             Case(
                 "JSON array element that is a number",
                 "i_array.json",
@@ -430,13 +428,13 @@ def bad_day(tmp_path_factory, local_server, fault_figures):
         db, landing, local_server.base_url, model=MODEL_NAME, dimensions=512, batch_size=16, max_concurrency=2
     )
     results = {d: materialize(resources, d) for d in (DAY, NEXT_DAY, EMPTY_DAY, MISSING_DAY)}
-    kinds = {c.kind for c in cases if not c.kind.startswith("good_")}
+    kinds = {c.kind for c in cases if not c.kind.startswith(("good_", "good: "))}
     fault_figures.add("bad_input_cases", len(kinds) + 3)  # + same id next day, empty folder, missing folder
     return {"db": str(db), "cases": cases, "results": results, "landing": landing}
 
 
 def _rows(db: str, sql: str, params: list) -> list[dict]:
-    return query_arrow(db, sql, params).to_pylist()
+    return query(db, sql, params).to_pylist()
 
 
 def test_every_day_materializes_and_its_checks_pass(bad_day):

@@ -10,6 +10,7 @@ conservation and coverage hold, and that no row was lost or doubled.
 
 from __future__ import annotations
 
+import socket
 import threading
 from datetime import date
 
@@ -18,16 +19,17 @@ import pytest
 import redis
 
 from embed_dagster.redis_cache import RedisVectorCache
-from embed_dagster.storage import query_arrow
 from embed_dagster_tests.fault_server import Fault, FaultServer, wait_until
 from embed_dagster_tests.faults_helpers import (
     DIM,
     account,
     assert_checks_pass,
     asset_metadata,
+    fault_model_key,
     make_resources,
     materialize,
     model_key_id,
+    query,
     scalar,
     step_failures,
     write_day,
@@ -45,10 +47,18 @@ def server():
         yield srv
 
 
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
 @pytest.fixture
 def srv(server):
     server.reset()
-    if server._httpd is None:  # a test that took it down and failed before bringing it back
+    if not _listening(server.port):  # a test took it down and failed before bringing it back
         server.up()
     yield server
     server.reset()
@@ -73,7 +83,7 @@ def finish_ok(result, day, figures) -> dict:
     assert result.success, step_failures(result)
     assert_checks_pass(result)
     account(figures, day["db"], DAY, day["rows"])
-    key = model_key_id(make_resources(day["db"], day["landing"], "http://127.0.0.1:1"))
+    key = fault_model_key()
     assert wrong_vectors(day["db"], DAY, key, DIM) == 0
     return asset_metadata(result, "fresh_embeddings")
 
@@ -179,7 +189,7 @@ def test_server_dies_mid_run_and_the_rerun_sends_only_the_rest(srv, day, fault_f
     assert f"{saved} vectors were saved before the failure" in message
     assert 0 < saved < day["texts"]
     saved_texts = set(
-        query_arrow(db, "SELECT d.text FROM deduplicated_texts d JOIN embedding_store s USING (text_hash)")
+        query(db, "SELECT d.text FROM deduplicated_texts d JOIN embedding_store s USING (text_hash)")
         .column("text")
         .to_pylist()
     )
@@ -206,7 +216,7 @@ def _logs(instance: dg.DagsterInstance, result) -> str:
 
 def _redis_vectors_match(url: str, db, key: str) -> tuple[int, int]:
     """(vectors Redis holds for the day, how many of those differ from the store)."""
-    t = query_arrow(db, "SELECT text_hash, vector FROM embedding_store WHERE model_key = ?", [key])
+    t = query(db, "SELECT text_hash, vector FROM embedding_store WHERE model_key = ?", [key])
     hashes = t.column("text_hash").to_pylist()
     stored = dict(zip(hashes, t.column("vector").to_pylist()))
     with RedisVectorCache(url, key, DIM) as cache:

@@ -21,7 +21,7 @@ import pytest
 
 from embed_dagster.assets import ASSETS, fresh_embeddings
 from embed_dagster.checks import CHECKS
-from embed_dagster.storage import connect, query_arrow, write_partition
+from embed_dagster.storage import connect, write_partition
 from embed_dagster_tests.fault_server import Fault, FaultServer
 from embed_dagster_tests.faults_helpers import (
     DIM,
@@ -31,6 +31,7 @@ from embed_dagster_tests.faults_helpers import (
     asset_metadata,
     make_resources,
     model_key_id,
+    query,
     read_only_scalar,
     run_config,
     scalar,
@@ -78,9 +79,7 @@ def test_sigkill_mid_embedding_then_resume_sends_only_the_rest(tmp_path, fault_f
         saved = read_only_scalar(db, "SELECT count(*) FROM embedding_store", timeout_s=10)
         assert saved is not None and 0 < saved < 200
         saved_texts = set(
-            query_arrow(
-                db, "SELECT d.text FROM deduplicated_texts d JOIN embedding_store s USING (text_hash)"
-            )
+            query(db, "SELECT d.text FROM deduplicated_texts d JOIN embedding_store s USING (text_hash)")
             .column("text")
             .to_pylist()
         )
@@ -122,7 +121,7 @@ def _partition_state(db) -> tuple[int, set[str]]:
 
 def test_sigkill_mid_partition_write_leaves_old_or_new_rows_never_a_mix(tmp_path, fault_figures):
     db = tmp_path / "warehouse.duckdb"
-    n_old, n_new = 100_000, 110_000
+    n_old, n_new = 80_000, 90_000
     write_partition(db, date(2025, 5, 2), {"raw_comments": ({}, big_partition("old", n_old))})
     write_partition(db, date(2025, 5, 3), {"raw_comments": ({}, big_partition("other", 10))})
     started = time.monotonic()
@@ -132,7 +131,7 @@ def test_sigkill_mid_partition_write_leaves_old_or_new_rows_never_a_mix(tmp_path
     # kills spread over the write (timed here, checkpoint included), jittered: the early ones land
     # before the commit, the late ones between the commit and the WAL checkpoint (WAL replay path)
     rng = random.Random(20250502)
-    delays = [f * write_s * rng.uniform(0.8, 1.2) for f in (0.02, 0.05, 0.1, 0.2, 0.4, 0.8)]
+    delays = [f * write_s * rng.uniform(0.8, 1.2) for f in (0.02, 0.1, 0.3, 0.8)]
     rng.shuffle(delays)
     expected_tag, expected_n = "old", n_old
     outcomes = []

@@ -30,7 +30,7 @@ from embed_dagster.resources import (
     VectorCacheResource,
     WarehouseResource,
 )
-from embed_dagster.storage import count_rows, query_arrow, replace_rows, validate_identifier
+from embed_dagster.storage import count_rows, replace_rows, validate_identifier
 from embed_dagster_tests.fault_server import FaultServer
 from embed_dagster_tests.faults_helpers import (
     FAULT_MODEL,
@@ -38,6 +38,7 @@ from embed_dagster_tests.faults_helpers import (
     account,
     assert_checks_pass,
     materialize,
+    query,
     step_failures,
 )
 from embed_dagster_tests.redis_server import RedisServer, RedisServerUnavailable, find_redis_server
@@ -196,15 +197,13 @@ def test_no_secret_in_event_log_logs_metadata_failures_or_warehouse(secret_runs,
 
 def test_hostile_texts_come_back_byte_identical(secret_runs, fault_figures):
     db = secret_runs["db"]
-    texts = query_arrow(
-        db, "SELECT comment_id, text FROM raw_comments WHERE partition_date = ?", [DAY]
-    ).to_pylist()
+    texts = query(db, "SELECT comment_id, text FROM raw_comments WHERE partition_date = ?", [DAY]).to_pylist()
     by_id = {r["comment_id"]: r["text"] for r in texts}
     assert [by_id[f"h{i}"] for i in range(len(HOSTILE))] == HOSTILE
     assert by_id["x'); DROP TABLE clusters; --"] == "evil id"
     fault_figures.add("bad_input_cases", len(HOSTILE) + 1)
     account(fault_figures, db, DAY, secret_runs["rows"])  # every table still there, every row accounted
-    clustered = query_arrow(db, "SELECT count(*) AS n FROM clusters WHERE comment_id LIKE 'h%'").column("n")
+    clustered = query(db, "SELECT count(*) AS n FROM clusters WHERE comment_id LIKE 'h%'").column("n")
     assert clustered[0].as_py() == len(HOSTILE)
 
 

@@ -69,7 +69,7 @@ def ui_server(tmp_path_factory, local_server):
     home = root / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    generate_landing(root / "landing", DAY, 1, per_day=100, seed=5)
+    generate_landing(root / "landing", DAY, 1, per_day=150, seed=17)  # a day with several clusters
     resources = {
         "warehouse": WarehouseResource(path=str(root / "warehouse.duckdb")),
         "landing": LandingResource(root=str(root / "landing")),
@@ -88,8 +88,16 @@ def ui_server(tmp_path_factory, local_server):
         SGLANG_BASE_URL=local_server.base_url,
         SGLANG_MODEL=MODEL_NAME,
     )
+    from embed_dagster.storage import query_arrow
+
+    labels = query_arrow(
+        str(root / "warehouse.duckdb"),
+        "SELECT label FROM cluster_summaries WHERE partition_date = ? AND cluster_id >= 0 ORDER BY size DESC",
+        [DAY],
+    ).column("label").to_pylist()
+    assert labels, "the UI test needs a day with at least one cluster"
     with DagsterDev(home, env, cwd=root / "cwd") as dev:
-        yield dev, root
+        yield dev, root, labels[0]
     assert dev.leftovers() == []
 
 
@@ -104,10 +112,10 @@ def _open(page, url: str) -> None:
         pass
 
 
-def test_asset_graph_shows_the_lineage_and_clusters_metadata(browser, ui_server):
+def test_asset_graph_shows_the_lineage_and_clusters_metadata(ui_server, browser):
     from playwright.sync_api import expect
 
-    dev, root = ui_server
+    dev, root, top_label = ui_server
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     page.set_default_timeout(TIMEOUT_MS)
 
@@ -121,8 +129,11 @@ def test_asset_graph_shows_the_lineage_and_clusters_metadata(browser, ui_server)
     expect(page.get_by_text(f"Partition {DAY.isoformat()} materialized in run")).to_be_visible()
     for label in ("noise_share", "top_clusters", "dagster/row_count", "dagster/partition_row_count"):
         expect(page.get_by_text(label, exact=True).first).to_be_visible()
-    # top_clusters is rendered as a table: its header cells and at least one cluster row.
+    # top_clusters is rendered as a table: its header and the biggest cluster's row.
     expect(page.get_by_text("representative comments", exact=True).first).to_be_visible()
+    biggest = page.get_by_text(top_label, exact=True).first
+    expect(biggest).to_be_visible()
+    biggest.scroll_into_view_if_needed()
     page.screenshot(path=str(root / "ui-clusters-events.png"))
 
     _open(page, f"{dev.base_url}/assets/clusters?view=checks")
