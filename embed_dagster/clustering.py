@@ -229,7 +229,9 @@ def _reduce(x: np.ndarray, cfg: ClusterConfig):
 def _density_cluster(x: np.ndarray, cfg: ClusterConfig, mcs: int, params: dict) -> np.ndarray:
     if len(np.unique(x, axis=0)) < 2:  # identical rows: one blob, no density contrast to find
         return np.zeros(len(x), dtype=np.int64)
-    ms = min(cfg.min_samples or mcs, len(x) - 1)
+    # A small day (tens of distinct texts) has no 5-deep neighbourhoods: scale min_samples down so
+    # density can still be found, one core neighbour per ~40 texts.
+    ms = min(cfg.min_samples or mcs, max(1, len(x) // 40), len(x) - 1)
     if cfg.algorithm == "fast_hdbscan":
         import fast_hdbscan  # numba: pays JIT once per process
 

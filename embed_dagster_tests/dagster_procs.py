@@ -192,6 +192,18 @@ class DagsterDev:
     def leftovers(self) -> list[int]:
         return pids_with_marker(self.marker)
 
+    def run_worker_pid(self, run_id: str) -> int | None:
+        """The process executing a run: the parent of the `tail -F` that follows its compute logs."""
+        for pid in self.leftovers():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if cmd.startswith("tail ") and f"/{run_id}/" in cmd:
+                return parent
+        return None
+
     def stop(self, grace_s: float = 30) -> list[int]:
         """SIGTERM the process group, wait, SIGKILL stragglers by pid; returns what had to be killed."""
         killed: list[int] = []

@@ -7,12 +7,27 @@ left running afterwards.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import time
 import urllib.request
 
 import pytest
 
-from embed_dagster_tests.dagster_procs import JOB_DAYS, METADATA_FIELDS, SECRET, metadata_dict, run_messages
+from embed_dagster.storage import connect
+from embed_dagster_tests.dagster_procs import (
+    IN_PROCESS,
+    JOB_DAYS,
+    METADATA_FIELDS,
+    SECRET,
+    asset_backfill_params,
+    backfill_status,
+    launch_backfill,
+    metadata_dict,
+    run_details,
+    run_messages,
+)
 
 pytest_plugins = ["embed_dagster_tests.dagster_procs"]
 
@@ -152,6 +167,56 @@ def test_check_results_read_back(ops_server, ops_backfills):
         assert execution["status"] == "SUCCEEDED"
         meta = metadata_dict(execution["evaluation"]["metadataEntries"])
         assert meta["rows_read"] == meta["clustered"] + meta["quarantined"]
+
+
+SLOTS = "{ instance { concurrencyLimits { concurrencyKey claimedSlots { runId stepKey } } } }"
+
+
+def _claimed(gql, run_id: str) -> list[tuple[str, str]]:
+    return [
+        (c["concurrencyKey"], s["stepKey"])
+        for c in gql(SLOTS)["instance"]["concurrencyLimits"]
+        for s in c["claimedSlots"]
+        if s["runId"] == run_id
+    ]
+
+
+def _until(predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+def test_killed_run_gives_its_pool_slot_back(ops_server, ops_backfills):
+    """run_monitoring in dagster.yaml: a run whose process dies while it holds the duckdb_writer slot
+    is marked failed and its slot is freed, so the queue does not stall behind it.
+
+    To kill it while it certainly holds the slot, this test holds the warehouse's write lock: the
+    run's raw_comments step takes the slot, then waits for the lock.
+    """
+    gql, dev = ops_server.gql, ops_server.dev
+    with connect(ops_server.db):
+        params = asset_backfill_params(["raw_comments"], ["2025-02-01"], "killed run")
+        if ops_backfills.run_config:
+            params["runConfigData"] = json.dumps(IN_PROCESS)
+        backfill_id = launch_backfill(gql, params)
+        run_id = _until(lambda: (backfill_status(gql, backfill_id)["runs"] or [{}])[0].get("runId"),
+                        120, "the backfill's run")
+        assert _until(lambda: _claimed(gql, run_id), 180, "the run to take its slot") == [
+            ("duckdb_writer", "raw_comments")
+        ]
+        worker = _until(lambda: dev.run_worker_pid(run_id), 30, "the run's worker process")
+        os.kill(worker, signal.SIGKILL)
+    status = _until(
+        lambda: (s := run_details(gql, run_id)["status"]) in ("FAILURE", "CANCELED") and s, 120, "run failure"
+    )
+    assert status == "FAILURE"
+    # free_slots_after_run_end_seconds: 30, checked every poll_interval_seconds (30).
+    _until(lambda: not _claimed(gql, run_id), 150, "the slot to be freed")
 
 
 def test_stopping_leaves_no_process_behind(ops_server, ops_backfills):
