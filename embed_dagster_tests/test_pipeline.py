@@ -18,7 +18,7 @@ from embed_dagster.resources import (
     WarehouseResource,
 )
 from embed_dagster.sample_data import generate_landing
-from embed_dagster.storage import query_arrow
+from embed_dagster.storage import connect, ensure_schema, query_arrow
 
 DAY1, DAY2 = date(2025, 1, 1), date(2025, 1, 2)
 TABLES = [
@@ -143,8 +143,14 @@ def test_embedding_metadata_names_model_and_cache(pipeline):
     assert meta["texts_sent"].value == meta["dagster/partition_row_count"].value
 
 
+def topic_ids(db: str) -> list[tuple]:
+    rows = query_arrow(db, "SELECT partition_date, cluster_id, topic_id FROM topics ORDER BY 1, 2")
+    return [tuple(r.values()) for r in rows.to_pylist()]
+
+
 def test_rematerializing_a_partition_replaces_it(pipeline):
     db = pipeline["db"]
+    topics_before = topic_ids(db)
     before = counts(db, DAY1)
     other_before = counts(db, DAY2)
     result = materialize(pipeline["resources"], DAY1)
@@ -156,7 +162,40 @@ def test_rematerializing_a_partition_replaces_it(pipeline):
     assert after["cached_embeddings"] == before["cached_embeddings"] + before["fresh_embeddings"]
     assert counts(db, DAY2) == other_before
     assert all(_check_results(result)[c] for c in ("conservation", "coverage"))
+    # Topic IDs of both days survive the re-materialization: no new topics, no shifted IDs.
+    assert topic_ids(db) == topics_before
     stored = query_arrow(
         db, "SELECT count(*) AS n, count(DISTINCT (model_key, text_hash)) AS d FROM embedding_store"
     )
     assert stored.column("n")[0].as_py() == stored.column("d")[0].as_py()
+
+
+def test_topics_continue_across_days(pipeline):
+    db = pipeline["db"]
+    rows = query_arrow(db, "SELECT partition_date, is_new, first_seen FROM topics ORDER BY 1").to_pylist()
+    day1 = [r for r in rows if r["partition_date"] == DAY1]
+    day2 = [r for r in rows if r["partition_date"] == DAY2]
+    assert day1 and all(r["is_new"] for r in day1)
+    # The same ten themes recur: most of day 2's clusters continue a day-1 topic.
+    continued = [r for r in day2 if not r["is_new"]]
+    assert len(continued) >= len(day2) / 2
+    assert all(r["first_seen"] == DAY1 for r in continued)
+
+
+def test_out_of_order_days_converge_when_rerun_in_order(pipeline, tmp_path):
+    """Day 2 materialized before day 1 sees no earlier topics; re-running it after day 1 (what an
+    asset backfill's ordering does) gives exactly the IDs of the in-order run."""
+    resources = {**pipeline["resources"], "warehouse": WarehouseResource(path=str(tmp_path / "w.duckdb"))}
+    db = str(tmp_path / "w.duckdb")
+    # Same vectors as the in-order run (a different batching could move floats in the last bit).
+    with connect(db) as con:
+        ensure_schema(con)
+        con.execute("ATTACH ? AS src (READ_ONLY)", [pipeline["db"]])
+        con.execute("INSERT INTO embedding_store SELECT * FROM src.embedding_store")
+        con.execute("INSERT INTO model_keys SELECT * FROM src.model_keys")
+    materialize(resources, DAY2)
+    early = query_arrow(db, "SELECT bool_and(is_new) AS all_new FROM topics").column("all_new")[0].as_py()
+    assert early is True
+    materialize(resources, DAY1)
+    materialize(resources, DAY2)
+    assert topic_ids(db) == topic_ids(pipeline["db"])
