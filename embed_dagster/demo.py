@@ -28,7 +28,11 @@ def main(argv: list[str] | None = None) -> int:
         print("DAGSTER_HOME is not set; run `make demo`, which points it at .dagster_home/", file=sys.stderr)
         return 2
     # Imported after the environment is settled: definitions read it at import time.
+    import warnings
+
     import dagster as dg
+
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
     from embed_dagster.definitions import defs
     from embed_dagster.partitions import start_date
@@ -47,7 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"materializing {day} ...", flush=True)
         try:
             result = job.execute_in_process(
-                partition_key=day.isoformat(), instance=instance, raise_on_error=False
+                partition_key=day.isoformat(),
+                instance=instance,
+                raise_on_error=False,
+                # The step-by-step DEBUG log stays in the instance (and the UI); the terminal gets warnings.
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             )
         except dg.DagsterError as exc:
             print(f"run for {day} could not start: {exc}", file=sys.stderr)
