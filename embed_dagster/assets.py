@@ -456,7 +456,10 @@ def clusters(
             "timings_s": dg.MetadataValue.json({k: round(v, 3) for k, v in result.timings.items()}),
             "top_clusters": markdown_table(
                 ["cluster", "size", "label", "representative comments"],
-                [(s.cluster_id, s.size, s.label, " / ".join(s.representatives[:2])) for s in summaries[:10]],
+                [
+                    (s.cluster_id, int(s.size), s.label, " / ".join(s.representatives[:2]))
+                    for s in summaries[:10]
+                ],
             ),
             "cluster_map": png_markdown(png, f"cluster map {day}"),
             "cluster_map_path": dg.MetadataValue.path(str(map_path)),
