@@ -24,7 +24,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $@
 
 demo: $(VENV)/.base $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python -m embed_dagster.demo
+	$(BIN)/python -m embed_dagster.dev.demo
 
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest -q -m "not ui" embed_dagster_tests

@@ -23,9 +23,9 @@ import numpy as np
 import redis
 
 from bench._doc import machine_description, write_section
-from embed_dagster.redis_cache import HEADER_SIZE, RedisVectorCache
-from embed_dagster.vector_store import VectorStore
-from embed_dagster_tests.redis_server import RedisServer
+from embed_dagster.core.cache.redis_cache import HEADER_SIZE, RedisVectorCache
+from embed_dagster.core.warehouse.vector_store import VectorStore
+from embed_dagster_tests.support.redis_server import RedisServer
 
 POOL = 4096  # distinct random vectors, reused cyclically: Redis speed does not depend on the values
 

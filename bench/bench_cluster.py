@@ -42,7 +42,7 @@ def shared_dir() -> Path:
 
 def load_texts(name: str) -> tuple[list[str], list[str]]:
     """Distinct normalized texts with their first label (the pipeline clusters distinct texts)."""
-    from embed_dagster.textnorm import normalize_text
+    from embed_dagster.core.textnorm import normalize_text
 
     label_col, drop = DATASETS[name]
     path = shared_dir() / "datasets" / name / "data.csv"
@@ -139,7 +139,7 @@ SEED_MAX = 5000  # the seed's recipe (Prim's at 512-d, single core) is run on at
 
 def recipe_ours(**overrides):
     def run(x, y):
-        from embed_dagster.clustering import ClusterConfig, cluster_vectors
+        from embed_dagster.core.clustering.recipe import ClusterConfig, cluster_vectors
 
         res = cluster_vectors(x, ClusterConfig(**overrides))
         return res.labels, {"noise_before": res.noise_share_before, "timings": res.timings}

@@ -1,7 +1,7 @@
 """Embedding benchmark: how much of an embedding server's capacity does each client path use?
 
 Run ``python -m bench.bench_embed`` (``--quick`` for shorter runs). Every path runs in the same
-process against the same bundled server (``embed_dagster.local_server``), started here:
+process against the same bundled server (``embed_dagster.dev.local_server``), started here:
 
 1. The real CPU model (USE-multilingual v3) on mixed Chinese/English texts: the seed's naive loop
    (one request per text), the seed's sequential batch loop (batch 32, one request at a time), and
@@ -38,8 +38,8 @@ import numpy as np
 import openai
 
 from bench._doc import machine_description, write_section
-from embed_dagster.embedding_client import ClientConfig, EmbeddingClient
-from embed_dagster.local_server import MODEL_NAME, LocalServerProcess
+from embed_dagster.core.embedding.client import ClientConfig, EmbeddingClient
+from embed_dagster.dev.local_server import MODEL_NAME, LocalServerProcess
 
 SHARED = Path(os.environ.get("EMBED_DAGSTER_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared"))
 MAX_CHARS = 2000

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["embed_dagster_tests.fixtures_redis", "embed_dagster_tests.fault_figures"]
+pytest_plugins = ["embed_dagster_tests.support.fixtures_redis", "embed_dagster_tests.support.fault_figures"]
 
 SHARED = Path(os.environ.get("EMBED_DAGSTER_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared"))
 
@@ -15,7 +15,7 @@ SHARED = Path(os.environ.get("EMBED_DAGSTER_SHARED", Path(__file__).resolve().pa
 @pytest.fixture(scope="session")
 def local_server():
     """One bundled embedding server for the whole session: loading the model costs ~2 s."""
-    from embed_dagster.local_server import LocalServerProcess
+    from embed_dagster.dev.local_server import LocalServerProcess
 
     with LocalServerProcess() as server:
         yield server

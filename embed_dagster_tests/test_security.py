@@ -22,17 +22,17 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from embed_dagster.local_server import LocalServerProcess, make_server
-from embed_dagster.resources import (
+from embed_dagster.core.warehouse.storage import count_rows, replace_rows, validate_identifier
+from embed_dagster.defs.resources import (
     ClusteringResource,
     EmbeddingResource,
     LandingResource,
     VectorCacheResource,
     WarehouseResource,
 )
-from embed_dagster.storage import count_rows, replace_rows, validate_identifier
-from embed_dagster_tests.fault_server import FaultServer
-from embed_dagster_tests.faults_helpers import (
+from embed_dagster.dev.local_server import LocalServerProcess, make_server
+from embed_dagster_tests.support.fault_server import FaultServer
+from embed_dagster_tests.support.faults_helpers import (
     FAULT_MODEL,
     REPO,
     account,
@@ -41,7 +41,7 @@ from embed_dagster_tests.faults_helpers import (
     query,
     step_failures,
 )
-from embed_dagster_tests.redis_server import RedisServer, RedisServerUnavailable, find_redis_server
+from embed_dagster_tests.support.redis_server import RedisServer, RedisServerUnavailable, find_redis_server
 
 pytestmark = pytest.mark.faults
 
@@ -224,7 +224,7 @@ def test_unknown_tables_and_columns_are_refused(tmp_path):
     import duckdb
     import pyarrow as pa
 
-    from embed_dagster.storage import ensure_schema
+    from embed_dagster.core.warehouse.storage import ensure_schema
 
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     ensure_schema(con)
@@ -266,5 +266,5 @@ def test_defaults_bind_loopback():
     assert re.search(r"^UI_HOST \?= 127\.0\.0\.1$", makefile, re.M)
     ui_recipe = makefile.split("\nui:", 1)[1].split("\n\n", 1)[0]
     assert "-h $(UI_HOST)" in ui_recipe
-    shipped = [*REPO.glob("embed_dagster/*.py"), REPO / "Makefile", *REPO.glob("*.yaml")]
+    shipped = [*REPO.glob("embed_dagster/**/*.py"), REPO / "Makefile", *REPO.glob("*.yaml")]
     assert not [p.name for p in shipped if "0.0.0.0" in p.read_text()]

