@@ -1,22 +1,42 @@
 # Two commands for a fresh machine: `make demo` and `make test`. Everything else is optional.
+# Every install comes from uv.lock (`uv sync --frozen`): what CI tests is what a new machine gets.
 PYTHON ?= python3
+UV_VERSION := 0.13.8
 VENV   := .venv
 BIN    := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# uv: the interpreter on PATH, never a downloaded one; the project's venv is .venv.
+export UV_PYTHON ?= $(PYTHON)
+export UV_PYTHON_DOWNLOADS ?= never
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+# Dagster 1.13 warns that partitioned asset checks are a preview feature every time one is built
+# (about 100 times a `make ui` session). We rely on them on purpose: say it once, here, instead.
+export PYTHONWARNINGS ?= ignore:Specifying a partitions_def on an AssetCheckSpec:Warning
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := $(CURDIR)/.tools/bin/uv
+endif
+# --inexact: `make demo` after `make test` keeps the dev extras instead of uninstalling them.
+SYNC := $(UV) sync --frozen --inexact
 
-.PHONY: demo test test-faults test-ui ui bench bench-embed bench-cache bench-cluster lint clean
+.PHONY: demo test test-fast test-faults test-ui ui lock check-deps bench bench-embed bench-cache \
+	bench-cluster lint clean
 
-$(VENV)/.base: pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+# uv itself, when the machine has none: a pinned release from PyPI into .tools/ (git-ignored).
+$(CURDIR)/.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.base: uv.lock pyproject.toml | $(UV)
+	$(SYNC)
 	touch $@
 
-$(VENV)/.dev: $(VENV)/.base
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $@
+$(VENV)/.dev: uv.lock pyproject.toml | $(UV)
+	$(SYNC) --extra dev
+	$(UV) pip check --python $(BIN)/python
+	touch $@ $(VENV)/.base
 
 # The instance config lives in the repo; DAGSTER_HOME is a git-ignored folder holding a copy.
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
@@ -26,8 +46,14 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 demo: $(VENV)/.base $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m embed_dagster.dev.demo
 
+# Everything but the browser test: unit, asset-level, servers, faults, backfills through dagster dev.
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest -q -m "not ui" embed_dagster_tests
+
+# The inner loop (≤ 2 min on 2 cores): unit and asset-level tests only; no dagster dev, no server
+# subprocesses, no PostgreSQL (see the markers in pyproject.toml).
+test-fast: $(VENV)/.dev
+	EMBED_DAGSTER_TEST_FAST=1 $(BIN)/python -m pytest -q -n 2 -m "not slow and not integration and not faults and not ui" embed_dagster_tests
 
 test-faults: $(VENV)/.dev
 	$(BIN)/python -m pytest -q -m faults embed_dagster_tests
@@ -36,8 +62,20 @@ test-faults: $(VENV)/.dev
 test-ui: $(VENV)/.dev
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 		|| echo "could not install Debian's chromium: the UI test will skip"
-	$(BIN)/python -m pip install --quiet -e '.[ui]'
+	$(SYNC) --extra dev --extra ui
 	$(BIN)/python -m pytest -q -m ui embed_dagster_tests
+
+# Move every dependency to its newest allowed release, re-lock, install, and run the fast tests
+# against it (then `make test` before committing the new uv.lock).
+lock: | $(UV)
+	$(UV) lock --upgrade
+	$(SYNC) --extra dev
+	$(UV) pip check --python $(BIN)/python
+	$(MAKE) test-fast
+
+check-deps: $(VENV)/.dev
+	$(UV) lock --check
+	$(UV) pip check --python $(BIN)/python
 
 ui: $(VENV)/.base $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h $(UI_HOST) -p $(UI_PORT)

@@ -7,8 +7,8 @@ same code runs the embedded default (no variables set) and production.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 
-import embed_dagster.defs
-
-defs = dg.load_defs(defs_root=embed_dagster.defs)
+defs = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)

@@ -1,7 +1,6 @@
 """The partitioned job, its daily schedule, and the landing-folder sensor."""
 
 import json
-import os
 import re
 from datetime import date
 from pathlib import Path
@@ -9,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from embed_dagster.lib.partitions import daily_partitions, timezone
+from embed_dagster.settings import load_settings
 
 embed_comments_job = dg.define_asset_job(
     "embed_comments_job",
@@ -18,15 +18,7 @@ embed_comments_job = dg.define_asset_job(
 )
 
 
-def _schedule_time() -> tuple[int, int]:
-    value = os.environ.get("EMBED_DAGSTER_SCHEDULE_TIME", "02:00")
-    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value)
-    if not match:
-        raise ValueError(f"EMBED_DAGSTER_SCHEDULE_TIME={value!r} is not HH:MM")
-    return int(match.group(1)), int(match.group(2))
-
-
-_hour, _minute = _schedule_time()
+_hour, _minute = load_settings().schedule_hour_minute
 daily_schedule = dg.build_schedule_from_partitioned_job(
     embed_comments_job,
     name="daily_embed_comments",
@@ -66,7 +58,7 @@ def landing_dates(root: Path) -> list[str]:
     "remembers requested days, so no partition is requested twice.",
 )
 def landing_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    root = Path(os.environ.get("EMBED_DAGSTER_LANDING", "data/landing"))
+    root = load_settings().landing
     requested = set(json.loads(context.cursor)) if context.cursor else set()
     valid = set(daily_partitions.get_partition_keys(dynamic_partitions_store=None))
     new = [d for d in landing_dates(root) if d not in requested and d in valid]

@@ -8,7 +8,6 @@ Dagster never stores their values in run config, and nothing here logs them.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +24,7 @@ from embed_dagster.core.textnorm import NORMALIZATION_VERSION
 from embed_dagster.core.warehouse.vector_store import VectorStore
 from embed_dagster.dev.local_server import MODEL_NAME as LOCAL_MODEL_NAME
 from embed_dagster.dev.local_server import LocalServerProcess
+from embed_dagster.settings import Settings, load_settings
 
 DEFAULT_REMOTE_MODEL = "Qwen/Qwen3-Embedding-4B"
 
@@ -205,38 +205,30 @@ class ClusteringResource(dg.ConfigurableResource):
         return ClusterConfig(**overrides)
 
 
-def env_or_none(name: str) -> dg.EnvVar | None:
-    """EnvVar when the variable is set, so optional settings stay optional at load time."""
-    return dg.EnvVar(name) if os.environ.get(name) else None
+def build_resources(settings: Settings | None = None) -> dict:
+    """The resources, from the one Settings object. Secrets and URLs that may carry credentials are
+    bound as ``dagster.EnvVar`` (only when set, so optional settings stay optional at load time)."""
+    s = settings or load_settings()
 
+    def secret(name: str, value: object) -> dg.EnvVar | None:
+        return dg.EnvVar(name) if value else None
 
-def _int_env(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if not value:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"{name}={value!r} is not an integer") from None
-
-
-def build_resources() -> dict:
     return {
-        "warehouse": WarehouseResource(path=os.environ.get("EMBED_DAGSTER_DB", "data/embed_dagster.duckdb")),
-        "landing": LandingResource(root=os.environ.get("EMBED_DAGSTER_LANDING", "data/landing")),
+        "warehouse": WarehouseResource(path=s.db),
+        "landing": LandingResource(root=str(s.landing)),
         "embedding": EmbeddingResource(
-            base_url=env_or_none("SGLANG_BASE_URL"),
-            api_key=env_or_none("SGLANG_API_KEY"),
-            model=os.environ.get("SGLANG_MODEL") or None,
-            dimensions=_int_env("EMBED_DAGSTER_DIMENSIONS", 512),
-            batch_size=_int_env("EMBED_DAGSTER_BATCH_SIZE", 128),
-            max_concurrency=_int_env("EMBED_DAGSTER_MAX_CONCURRENCY", 8),
-            instruction=os.environ.get("EMBED_DAGSTER_INSTRUCTION") or None,
+            base_url=secret("SGLANG_BASE_URL", s.sglang_base_url),
+            api_key=secret("SGLANG_API_KEY", s.sglang_api_key),
+            model=s.sglang_model,
+            dimensions=s.dimensions,
+            batch_size=s.batch_size,
+            max_concurrency=s.max_concurrency,
+            instruction=s.instruction,
         ),
         "vector_cache": VectorCacheResource(
-            redis_url=env_or_none("REDIS_URL"),
-            redis_password=env_or_none("REDIS_PASSWORD"),
-            ttl_s=_int_env("EMBED_DAGSTER_REDIS_TTL_S", 30 * 24 * 3600),
+            redis_url=secret("REDIS_URL", s.redis_url),
+            redis_password=secret("REDIS_PASSWORD", s.redis_password),
+            ttl_s=s.redis_ttl_s,
         ),
         "clustering": ClusteringResource(),
     }

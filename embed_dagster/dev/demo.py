@@ -11,7 +11,6 @@ import argparse
 import os
 import sys
 from datetime import date, timedelta
-from pathlib import Path
 
 from embed_dagster.dev.sample_data import generate_landing
 
@@ -36,12 +35,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from embed_dagster.definitions import defs
     from embed_dagster.dev.report import format_partition_report
-    from embed_dagster.lib.partitions import start_date
+    from embed_dagster.settings import load_settings
 
-    first = date.fromisoformat(args.start or start_date())
+    settings = load_settings()
+    first = date.fromisoformat(args.start) if args.start else settings.start_date
     days = [first + timedelta(days=i) for i in range(args.days)]
-    landing = Path(os.environ.get("EMBED_DAGSTER_LANDING", "data/landing"))
-    db = os.environ.get("EMBED_DAGSTER_DB", "data/embed_dagster.duckdb")
+    landing = settings.landing
+    db = settings.db
     generate_landing(landing, first, args.days, per_day=args.per_day, seed=args.seed)
     print(f"sample comments for {days[0]}..{days[-1]} written under {landing}/comments/")
 

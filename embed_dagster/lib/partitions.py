@@ -1,30 +1,27 @@
 """One daily partitions definition for the whole lineage.
 
-The start date comes from EMBED_DAGSTER_START_DATE so teams can backfill their history; the
-timezone (EMBED_DAGSTER_TIMEZONE) decides when a day is complete and when the schedule fires.
+The start date (EMBED_DAGSTER_START_DATE) lets teams backfill their history; the timezone
+(EMBED_DAGSTER_TIMEZONE) decides when a day is complete and when the schedule fires. Both come from
+the one Settings object, read when the code location loads.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import date
 
 import dagster as dg
 
-DEFAULT_START_DATE = "2025-01-01"
+from embed_dagster.settings import load_settings
+
+_settings = load_settings()
 
 
 def start_date() -> str:
-    value = os.environ.get("EMBED_DAGSTER_START_DATE", DEFAULT_START_DATE)
-    try:
-        date.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"EMBED_DAGSTER_START_DATE={value!r} is not a YYYY-MM-DD date") from None
-    return value
+    return _settings.start_date.isoformat()
 
 
 def timezone() -> str:
-    return os.environ.get("EMBED_DAGSTER_TIMEZONE", "UTC")
+    return _settings.timezone
 
 
 daily_partitions = dg.DailyPartitionsDefinition(start_date=start_date(), timezone=timezone())

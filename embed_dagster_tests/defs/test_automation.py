@@ -14,6 +14,7 @@ import sys
 from datetime import date
 
 import dagster as dg
+import pytest
 
 from embed_dagster.defs.automation import landing_sensor
 from embed_dagster.dev.sample_data import generate_landing
@@ -48,6 +49,7 @@ def _evaluate_schedule(env_overrides: dict[str, str], ticks: list[str]) -> dict:
     return json.loads(line.removeprefix("RESULT "))
 
 
+@pytest.mark.integration
 def test_default_schedule_runs_yesterday_at_two_utc():
     out = _evaluate_schedule({}, ["2025-03-10T02:00:00+00:00", "2025-01-02T02:00:00+00:00"])
     assert out["cron"] == "0 2 * * *"
@@ -60,6 +62,7 @@ def test_default_schedule_runs_yesterday_at_two_utc():
     }
 
 
+@pytest.mark.integration
 def test_schedule_time_and_timezone_come_from_the_environment():
     # 23:30 UTC on 9 March is 07:30 on 10 March in Shanghai: "yesterday" is a different day there.
     instant = "2025-03-09T23:30:00+00:00"
@@ -74,6 +77,7 @@ def test_schedule_time_and_timezone_come_from_the_environment():
     assert utc["ticks"][instant] == ["2025-03-08"]
 
 
+@pytest.mark.integration
 def test_bad_schedule_time_is_a_clear_error():
     out = _evaluate_schedule({"EMBED_DAGSTER_SCHEDULE_TIME": "25:00"}, [])
     assert "EMBED_DAGSTER_SCHEDULE_TIME='25:00' is not HH:MM" in out["error"]
@@ -120,6 +124,7 @@ def test_landing_sensor_requests_each_new_day_once(tmp_path, monkeypatch):
     assert _tick(third.cursor).run_requests == []
 
 
+@pytest.mark.integration
 def test_schedule_start_cli_turns_the_schedule_on(tmp_path):
     """The command docs/operations.md gives, against a fresh DAGSTER_HOME."""
     home = tmp_path / "home"

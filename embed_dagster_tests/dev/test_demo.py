@@ -15,6 +15,9 @@ import pytest
 
 from embed_dagster.dev.report import partition_figures
 
+# `make demo` in a subprocess, twice, through a real instance.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 REPO = Path(__file__).resolve().parents[2]
 DAYS = [date(2025, 1, 1), date(2025, 1, 2)]
 

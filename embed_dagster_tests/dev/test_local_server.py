@@ -197,6 +197,7 @@ def test_batcher_merges_concurrent_requests_and_respects_max_batch():
         np.testing.assert_array_equal(results[i], np.stack([pseudo_vector(f"r{i} t{j}") for j in range(n)]))
 
 
+@pytest.mark.integration
 def test_latency_model_mode_is_deterministic_and_binds_loopback():
     with LocalServerProcess(extra_args=["--latency-fixed-ms", "1", "--latency-per-token-ms", "0"]) as srv:
         assert srv.base_url.startswith("http://127.0.0.1:")
@@ -213,6 +214,7 @@ def test_latency_model_mode_is_deterministic_and_binds_loopback():
         server.server_close()
 
 
+@pytest.mark.integration
 def test_a_server_that_cannot_start_says_why():
     with pytest.raises(RuntimeError, match="(?s)exited with code 2.*--max-batch must be >= 1"):
         LocalServerProcess(extra_args=["--max-batch", "0"]).start()

@@ -70,6 +70,7 @@ def test_validate_identifier_rejects(name):
         validate_identifier(name)
 
 
+@pytest.mark.integration
 def test_connect_waits_for_another_process_lock(tmp_path):
     db = tmp_path / "w.duckdb"
     holder = subprocess.Popen(
@@ -95,6 +96,7 @@ def test_connect_waits_for_another_process_lock(tmp_path):
     holder.wait(timeout=30)
 
 
+@pytest.mark.integration
 def test_connect_gives_a_clear_error_when_lock_is_held_too_long(tmp_path):
     db = tmp_path / "w.duckdb"
     holder = subprocess.Popen(

@@ -1,0 +1,77 @@
+"""Every environment variable the project reads, read once, with one default each.
+
+The resources, the partitions, the schedule, the sensor and the demo all take their values from
+:func:`load_settings`, so a default lives in exactly one place and a bad value fails at load time
+with the variable's name. Secrets (``SGLANG_API_KEY``, ``REDIS_URL``, ``REDIS_PASSWORD``) are only
+*noted* here as set or not: the resources bind them with ``dagster.EnvVar`` so Dagster never stores
+their values in run config, and ``SecretStr`` keeps them out of any repr or log line.
+
+No Dagster import: the core and the dev tools can read the settings too.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env(name: str):
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    """The environment, typed. Field descriptions are what the README's configuration table says."""
+
+    model_config = SettingsConfigDict(
+        env_ignore_empty=True,  # VAR= (empty) means "unset": the default applies
+        extra="ignore",
+        frozen=True,
+        populate_by_name=False,
+    )
+
+    # Where the data lives
+    db: str = Field("data/embed_dagster.duckdb", validation_alias=_env("EMBED_DAGSTER_DB"),
+                    description="The warehouse file")
+    landing: Path = Field(Path("data/landing"), validation_alias=_env("EMBED_DAGSTER_LANDING"),
+                          description="Landing root; files go in comments/date=YYYY-MM-DD/")
+    # When
+    start_date: date = Field(date(2025, 1, 1), validation_alias=_env("EMBED_DAGSTER_START_DATE"),
+                             description="First daily partition (backfill your history from here)")
+    timezone: str = Field("UTC", validation_alias=_env("EMBED_DAGSTER_TIMEZONE"),
+                          description="When a day ends and the schedule fires")
+    schedule_time: str = Field("02:00", validation_alias=_env("EMBED_DAGSTER_SCHEDULE_TIME"),
+                               description="HH:MM the daily schedule runs (for the previous day)")
+    # Embeddings
+    sglang_base_url: str | None = Field(None, validation_alias=_env("SGLANG_BASE_URL"),
+                                        description="SGLang /v1 URL(s), comma-separated; unset: in-process")
+    sglang_api_key: SecretStr | None = Field(None, validation_alias=_env("SGLANG_API_KEY"))
+    sglang_model: str | None = Field(None, validation_alias=_env("SGLANG_MODEL"))
+    dimensions: int = Field(512, ge=1, validation_alias=_env("EMBED_DAGSTER_DIMENSIONS"))
+    batch_size: int = Field(128, ge=1, le=4096, validation_alias=_env("EMBED_DAGSTER_BATCH_SIZE"))
+    max_concurrency: int = Field(8, ge=1, le=256, validation_alias=_env("EMBED_DAGSTER_MAX_CONCURRENCY"))
+    instruction: str | None = Field(None, validation_alias=_env("EMBED_DAGSTER_INSTRUCTION"))
+    # Cache
+    redis_url: SecretStr | None = Field(None, validation_alias=_env("REDIS_URL"))
+    redis_password: SecretStr | None = Field(None, validation_alias=_env("REDIS_PASSWORD"))
+    redis_ttl_s: int = Field(30 * 24 * 3600, ge=0, validation_alias=_env("EMBED_DAGSTER_REDIS_TTL_S"))
+
+    @field_validator("schedule_time")
+    @classmethod
+    def _hh_mm(cls, value: str) -> str:
+        if not re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value):
+            raise ValueError(f"EMBED_DAGSTER_SCHEDULE_TIME={value!r} is not HH:MM")
+        return value
+
+    @property
+    def schedule_hour_minute(self) -> tuple[int, int]:
+        hour, minute = self.schedule_time.split(":")
+        return int(hour), int(minute)
+
+
+def load_settings() -> Settings:
+    """Read the environment now (cheap; tests change it between loads, so nothing is cached)."""
+    return Settings()
