@@ -7,6 +7,7 @@ Dagster never stores their values in run config, and nothing here logs them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -187,19 +188,10 @@ class ClusteringResource(dg.ConfigurableResource):
     max_clusters: int = Field(default=500, description="Health check: warn above this many clusters")
 
     def config(self) -> ClusterConfig:
-        overrides = {
-            name: getattr(self, name)
-            for name in (
-                "reduction",
-                "algorithm",
-                "min_cluster_size",
-                "min_samples",
-                "selection_method",
-                "sample_size",
-                "outlier_threshold",
-            )
-            if getattr(self, name) is not None
-        }
+        """The core config built from this resource's own fields: every field the two share that is
+        set here (None keeps the benchmarked default), so no field is copied by hand."""
+        shared = {f.name for f in dataclasses.fields(ClusterConfig)} & set(type(self).model_fields)
+        overrides = {name: getattr(self, name) for name in shared if getattr(self, name) is not None}
         if not self.reassign_noise:
             overrides["outlier_threshold"] = None
         return ClusterConfig(**overrides)

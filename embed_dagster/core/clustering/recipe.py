@@ -32,12 +32,17 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from embed_dagster.core.clustering.keywords import cluster_keywords, keyword_label
+from embed_dagster.core.clustering.stages import (
+    ChainedReducer,
+    PCAReducer,
+    build_stages,
+    nearest_exemplar_labels,
+    normalize_rows,
+)
 
 REDUCTIONS = ("none", "pca", "umap", "pca+umap")
 ALGORITHMS = ("hdbscan", "fast_hdbscan")
 SELECTION_METHODS = ("eom", "leaf")
-_REFINE_TOLERANCE = 0.001  # stop refining once fewer than 0.1 % of the rows change cluster
-_CHUNK = 2048  # rows per block in the brute-force similarity passes; bounds memory to chunk × k
 
 
 @dataclass(frozen=True)
@@ -112,13 +117,6 @@ class ClusteringResult:
     params: dict = field(default_factory=dict)
 
 
-def normalize_rows(matrix: np.ndarray) -> np.ndarray:
-    """L2-normalize in float32; all-zero rows stay zero (they can only be noise)."""
-    x = np.asarray(matrix, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
-
-
 def _validate(matrix) -> np.ndarray:
     x = np.asarray(matrix)
     if x.ndim != 2:
@@ -155,28 +153,35 @@ def cluster_vectors(matrix, config: ClusterConfig | None = None) -> ClusteringRe
         params["degenerate"] = f"{n} distinct rows, fewer than min_cluster_size {mcs}: all noise"
         return _constant(np.full(n, -1, dtype=np.int64), timings, params, t0)
 
+    stages = build_stages(cfg, mcs)
     rng = np.random.default_rng(cfg.seed)
     sample = np.arange(n) if n_fit == n else np.sort(rng.choice(n, n_fit, replace=False))
     t = time.perf_counter()
-    reduced, search_space, reducer_info = _reduce(x[sample], cfg)
+    reduced = stages.reducer.fit(x[sample]).transform(x[sample])
     timings["reduce"] = time.perf_counter() - t
-    params.update(reducer_info)
+    params.update(stages.reducer.info_)
 
     t = time.perf_counter()
-    sample_labels = _density_cluster(reduced, cfg, mcs, params)
+    sample_labels = stages.clusterer.fit(reduced).labels_
+    params.update(stages.clusterer.info_)
     timings["cluster"] = time.perf_counter() - t
 
     t = time.perf_counter()
     labels = np.full(n, -1, dtype=np.int64)
     labels[sample] = sample_labels
     if n_fit < n:
+        # Unsampled rows take their nearest sampled row's label, searched in the PCA space when
+        # there is one (a 20-d dot product instead of a 512-d one, same nearest exemplar give or take).
+        project = _search_projection(stages.reducer)
         rest = np.setdiff1d(np.arange(n), sample, assume_unique=True)
-        labels[rest] = _nearest_sample_label(rest, x, sample, search_space, sample_labels)
+        labels[rest] = nearest_exemplar_labels(project(x[rest]), project(x[sample]), sample_labels)
     timings["assign"] = time.perf_counter() - t
     noise_before = float(np.mean(labels < 0))
 
     t = time.perf_counter()
-    labels, sims = _refine(x, labels, cfg, params)
+    refiner = stages.refiner.fit(x, labels)
+    labels, sims = refiner.labels_, refiner.similarities_
+    params["refine_passes"] = refiner.passes_
     labels[~x.any(axis=1)] = -1  # an all-zero vector has no direction to belong anywhere
     timings["refine"] = time.perf_counter() - t
     labels = _renumber_by_size(labels)
@@ -226,142 +231,11 @@ def _constant(labels: np.ndarray, timings: dict, params: dict, t0: float) -> Clu
     )
 
 
-def _reduce(x: np.ndarray, cfg: ClusterConfig):
-    """Reduce the fitted sample; also return a projection for finding unsampled rows' neighbours.
-
-    The neighbour search runs in the PCA space when there is one (a 20-d dot product instead of a
-    512-d one: 25× less work for the same nearest exemplar, give or take), else in the full space.
-    UMAP's own ``transform`` is not used: it is numba code and slower than the search it would serve.
-    """
-    info: dict = {}
-    search_space = None
-    if cfg.reduction in ("pca", "pca+umap"):
-        from sklearn.decomposition import PCA
-
-        k = min(cfg.pca_components, x.shape[0] - 1, x.shape[1])
-        if k >= 1:
-            pca = PCA(n_components=k, svd_solver="auto", random_state=cfg.seed)
-            x = pca.fit_transform(x).astype(np.float32)
-            info["pca_explained_variance"] = round(float(pca.explained_variance_ratio_.sum()), 4)
-            mean, components = pca.mean_.astype(np.float32), pca.components_.astype(np.float32)
-            search_space = (mean, components)
-    if cfg.reduction in ("umap", "pca+umap"):
-        import umap  # numba: pays JIT once per process
-
-        neighbors = min(cfg.umap_neighbors, x.shape[0] - 1)
-        if neighbors >= 2 and x.shape[0] > cfg.umap_components + 1:
-            reducer = umap.UMAP(
-                n_neighbors=neighbors,
-                n_components=cfg.umap_components,
-                min_dist=cfg.umap_min_dist,
-                metric="cosine",
-                random_state=cfg.seed,
-            )
-            x = reducer.fit_transform(x).astype(np.float32)
-    info["reduced_dim"] = int(x.shape[1])
-    return x, search_space, info
-
-
-def _density_cluster(x: np.ndarray, cfg: ClusterConfig, mcs: int, params: dict) -> np.ndarray:
-    if len(np.unique(x, axis=0)) < 2:  # identical rows: one blob, no density contrast to find
-        return np.zeros(len(x), dtype=np.int64)
-    # A small day (tens of distinct texts) has no 5-deep neighbourhoods: scale min_samples down so
-    # density can still be found, one core neighbour per ~40 texts.
-    ms = min(cfg.min_samples or mcs, max(1, len(x) // 40), len(x) - 1)
-    if cfg.algorithm == "fast_hdbscan":
-        import fast_hdbscan  # numba: pays JIT once per process
-
-        model = fast_hdbscan.HDBSCAN(
-            min_cluster_size=mcs, min_samples=ms, cluster_selection_method=cfg.selection_method
-        )
-        labels = model.fit_predict(x.astype(np.float64))
-    else:
-        import hdbscan
-
-        # "best" picks Boruvka KD-tree at <= 60 dims and single-core Prim's above; say which ran
-        params["hdbscan_core"] = "boruvka_kdtree" if x.shape[1] <= 60 else "prims"
-        model = hdbscan.HDBSCAN(
-            min_cluster_size=mcs,
-            min_samples=ms,
-            cluster_selection_method=cfg.selection_method,
-            core_dist_n_jobs=1,
-        )
-        labels = model.fit_predict(x.astype(np.float64))
-    return np.asarray(labels, dtype=np.int64)
-
-
-def _nearest_sample_label(rest, x, sample, search_space, sample_labels) -> np.ndarray:
-    """Nearest-exemplar assignment: an unsampled row takes its nearest sampled row's label.
-
-    Noise propagates too, so the noise share before rescue means the same with and without sampling.
-    """
-
-    def project(rows: np.ndarray) -> np.ndarray:
-        if search_space is None:
-            return x[rows]
-        mean, components = search_space
-        return (x[rows] - mean) @ components.T
-
-    fitted = project(sample)
-    half_norms = 0.5 * np.einsum("ij,ij->i", fitted, fitted)
-    out = np.empty(len(rest), dtype=np.int64)
-    for start in range(0, len(rest), _CHUNK):
-        # argmin |a-b|^2 == argmax (a.b - |b|^2/2); in the full space the norms are all equal
-        scores = project(rest[start : start + _CHUNK]) @ fitted.T
-        scores -= half_norms
-        out[start : start + _CHUNK] = sample_labels[scores.argmax(axis=1)]
-    return out
-
-
-def _centroids(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    from scipy import sparse
-
-    rows = np.flatnonzero(labels >= 0)
-    onehot = sparse.csr_matrix((np.ones(len(rows), np.float32), (labels[rows], rows)), shape=(k, len(x)))
-    return normalize_rows(onehot @ x)
-
-
-def _nearest(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    best = np.empty(len(x), dtype=np.int64)
-    sims = np.empty(len(x), dtype=np.float32)
-    for start in range(0, len(x), _CHUNK):
-        s = x[start : start + _CHUNK] @ centroids.T
-        best[start : start + _CHUNK] = s.argmax(axis=1)
-        sims[start : start + _CHUNK] = s[np.arange(len(s)), best[start : start + _CHUNK]]
-    return best, sims
-
-
-def _refine(x: np.ndarray, labels: np.ndarray, cfg: ClusterConfig, params: dict):
-    """Outlier rescue and spherical k-means refinement in the full cosine space.
-
-    Points HDBSCAN clustered always move to their nearest centroid; noise points join it only when
-    ``outlier_threshold`` is set and their cosine passes it. Centroids are recomputed from the
-    members after each pass; clusters that lose every member disappear.
-    """
-    k = int(labels.max()) + 1
-    if k == 0:
-        return labels, np.zeros(len(labels), dtype=np.float32)
-    clustered = labels >= 0
-    centroids = _centroids(x, labels, k)
-    current, passes = labels, 0
-    for _ in range(max(cfg.refine_iterations, 1)):
-        best, sims = _nearest(x, centroids)
-        if cfg.refine_iterations == 0:  # rescue only: clustered points keep their HDBSCAN label
-            best = np.where(clustered, labels, best)
-            sims = np.einsum("ij,ij->i", x, centroids[best])
-        accept = clustered.copy()
-        if cfg.outlier_threshold is not None:
-            accept |= sims >= cfg.outlier_threshold
-        new = np.where(accept, best, -1)
-        changed = float(np.mean(new != current))
-        current = new
-        passes += 1
-        if not cfg.refine_iterations or changed < _REFINE_TOLERANCE:
-            break
-        centroids = _centroids(x, current, k)
-    params["refine_passes"] = passes
-    final_sims = np.einsum("ij,ij->i", x, centroids[np.maximum(current, 0)])
-    return current, final_sims
+def _search_projection(reducer):
+    """Where unsampled rows look for their nearest exemplar: the PCA space if the recipe has one
+    (UMAP cannot place new rows cheaply), else the embedding space."""
+    first = reducer.steps[0] if isinstance(reducer, ChainedReducer) else reducer
+    return first.transform if isinstance(first, PCAReducer) else (lambda rows: rows)
 
 
 def _renumber_by_size(labels: np.ndarray) -> np.ndarray:

@@ -1,0 +1,32 @@
+"""Resources build the core objects from their own fields and the one Settings object."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from embed_dagster.core.clustering.recipe import ClusterConfig
+from embed_dagster.defs.resources import ClusteringResource, build_resources
+from embed_dagster.settings import load_settings
+
+
+def test_clustering_resource_builds_the_core_config_from_its_fields():
+    assert ClusteringResource().config() == ClusterConfig()
+    cfg = ClusteringResource(min_cluster_size=7, reduction="none", sample_size=500).config()
+    assert (cfg.min_cluster_size, cfg.reduction, cfg.sample_size) == (7, "none", 500)
+    assert ClusteringResource(reassign_noise=False).config().outlier_threshold is None
+
+
+def test_resources_come_from_settings_and_bind_secrets_as_envvars(monkeypatch):
+    monkeypatch.setenv("EMBED_DAGSTER_DIMENSIONS", "256")
+    monkeypatch.setenv("SGLANG_API_KEY", "sk-not-a-real-key")
+    monkeypatch.setenv("REDIS_URL", "redis://user:pw@127.0.0.1:1/0")
+    monkeypatch.setenv("EMBED_DAGSTER_LANDING", "elsewhere/landing")
+    resources = build_resources(load_settings())
+    assert resources["embedding"].dimensions == 256
+    assert resources["landing"].root == "elsewhere/landing"
+    # the secret values are not in the resource's config, only a reference to the variable
+    config = resources["embedding"]._get_non_default_public_field_values()
+    assert isinstance(config["api_key"], dg.EnvVar) and config["api_key"].env_var_name == "SGLANG_API_KEY"
+    cache = resources["vector_cache"]._get_non_default_public_field_values()
+    assert isinstance(cache["redis_url"], dg.EnvVar)
+    assert "sk-not-a-real-key" not in repr(load_settings())
