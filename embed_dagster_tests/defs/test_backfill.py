@@ -21,19 +21,10 @@ from embed_dagster_tests.support.dagster_procs import (
     run_details,
     run_messages,
 )
+from embed_dagster_tests.support.pipeline import ORDER_FREE_TABLES  # noqa: E402
 
 pytest_plugins = ["embed_dagster_tests.support.dagster_procs"]
 
-# Tables whose per-day row counts do not depend on the order runs happened in.
-ORDER_FREE_TABLES = [
-    "raw_comments",
-    "quarantine",
-    "deduplicated_texts",
-    "comment_texts",
-    "clusters",
-    "cluster_summaries",
-    "topics",
-]
 
 
 def _per_day(db: str, sql: str) -> dict[str, list]:

@@ -29,18 +29,11 @@ from embed_dagster_tests.support.faults_helpers import (
     write_day,
     wrong_vectors,
 )
+from embed_dagster_tests.support.pipeline import ORDER_FREE_TABLES  # noqa: E402
 
 pytestmark = pytest.mark.faults
 
-TABLES = [
-    "raw_comments",
-    "quarantine",
-    "deduplicated_texts",
-    "comment_texts",
-    "clusters",
-    "cluster_summaries",
-    "topics",
-]
+TABLES = ORDER_FREE_TABLES
 
 
 def partition_counts(db, day: date) -> dict[str, int]:

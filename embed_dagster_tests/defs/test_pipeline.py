@@ -8,32 +8,24 @@ import dagster as dg
 import pytest
 
 from embed_dagster.core.warehouse.storage import connect, ensure_schema, query_arrow
-from embed_dagster.defs.checks import CHECKS
 from embed_dagster.defs.resources import (
-    ClusteringResource,
-    EmbeddingResource,
-    LandingResource,
-    VectorCacheResource,
     WarehouseResource,
 )
 from embed_dagster.dev.local_server import MODEL_NAME
 from embed_dagster.dev.sample_data import generate_landing
-from embed_dagster_tests.support.defs import ASSETS
+from embed_dagster_tests.support.pipeline import (
+    EMBEDDING_TABLES,
+    ORDER_FREE_TABLES,
+    pipeline_resources,
+)
+from embed_dagster_tests.support.pipeline import materialize as support_materialize
 
 DAY1, DAY2 = date(2025, 1, 1), date(2025, 1, 2)
-TABLES = [
-    "raw_comments",
-    "quarantine",
-    "deduplicated_texts",
-    "comment_texts",
-    "clusters",
-    "cluster_summaries",
-    "topics",
-]
+TABLES = ORDER_FREE_TABLES
 
 
 def materialize(resources: dict, day: date) -> dg.ExecuteInProcessResult:
-    result = dg.materialize([*ASSETS, *CHECKS], partition_key=day.isoformat(), resources=resources)
+    result = support_materialize(resources, day)
     assert result.success
     return result
 
@@ -43,7 +35,7 @@ def counts(db: str, day: date) -> dict[str, int]:
         t: query_arrow(db, f"SELECT count(*) AS n FROM {t} WHERE partition_date = ?", [day])
         .column("n")[0]
         .as_py()
-        for t in [*TABLES, "cached_embeddings", "fresh_embeddings"]
+        for t in [*TABLES, *EMBEDDING_TABLES]
     }
 
 
@@ -52,13 +44,9 @@ def pipeline(tmp_path_factory, local_server):
     root = tmp_path_factory.mktemp("pipeline")
     landing = root / "landing"
     stats = generate_landing(landing, DAY1, 2, per_day=150, seed=11)
-    resources = {
-        "warehouse": WarehouseResource(path=str(root / "warehouse.duckdb")),
-        "landing": LandingResource(root=str(landing)),
-        "embedding": EmbeddingResource(base_url=local_server.base_url, model=MODEL_NAME),
-        "vector_cache": VectorCacheResource(),
-        "clustering": ClusteringResource(),
-    }
+    resources = pipeline_resources(
+        root / "warehouse.duckdb", landing, base_url=local_server.base_url, model=MODEL_NAME
+    )
     results = {day: materialize(resources, day) for day in (DAY1, DAY2)}
     return {"db": str(root / "warehouse.duckdb"), "resources": resources, "stats": stats, "results": results}
 
@@ -190,7 +178,8 @@ def test_out_of_order_days_converge_when_rerun_in_order(pipeline, tmp_path):
     # Same vectors as the in-order run (a different batching could move floats in the last bit).
     with connect(db) as con:
         ensure_schema(con)
-        con.execute("ATTACH ? AS src (READ_ONLY)", [pipeline["db"]])
+        # DuckDB 1.4 takes no parameter in ATTACH: the path is a test temp dir, quoted as a literal.
+        con.execute(f"ATTACH '{pipeline['db'].replace(chr(39), chr(39) * 2)}' AS src (READ_ONLY)")
         con.execute("INSERT INTO embedding_store SELECT * FROM src.embedding_store")
         con.execute("INSERT INTO model_keys SELECT * FROM src.model_keys")
     materialize(resources, DAY2)

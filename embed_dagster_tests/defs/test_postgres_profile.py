@@ -19,17 +19,11 @@ import pytest
 
 from embed_dagster.core.warehouse.storage import query_arrow
 from embed_dagster.defs.checks import CHECKS
-from embed_dagster.defs.resources import (
-    ClusteringResource,
-    EmbeddingResource,
-    LandingResource,
-    VectorCacheResource,
-    WarehouseResource,
-)
 from embed_dagster.dev.local_server import MODEL_NAME
 from embed_dagster.dev.sample_data import generate_landing
 from embed_dagster_tests.support.dagster_procs import REPO, free_port
 from embed_dagster_tests.support.defs import ASSETS
+from embed_dagster_tests.support.pipeline import pipeline_resources
 
 PG_BIN = Path(os.environ.get("EMBED_DAGSTER_PG_BIN", "/usr/lib/postgresql/15/bin"))
 DAY = date(2025, 1, 1)
@@ -111,13 +105,9 @@ def materialized(postgres_url, tmp_path_factory, local_server):
     home.mkdir()
     shutil.copy(REPO / "deploy" / "postgres" / "dagster.yaml", home / "dagster.yaml")
     generate_landing(root / "landing", DAY, 1, per_day=80, seed=21)
-    resources = {
-        "warehouse": WarehouseResource(path=str(root / "warehouse.duckdb")),
-        "landing": LandingResource(root=str(root / "landing")),
-        "embedding": EmbeddingResource(base_url=local_server.base_url, model=MODEL_NAME),
-        "vector_cache": VectorCacheResource(),
-        "clustering": ClusteringResource(),
-    }
+    resources = pipeline_resources(
+        root / "warehouse.duckdb", root / "landing", base_url=local_server.base_url, model=MODEL_NAME
+    )
     mp = pytest.MonkeyPatch()
     mp.setenv("DAGSTER_PG_URL", postgres_url)
     try:

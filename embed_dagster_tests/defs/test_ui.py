@@ -55,32 +55,18 @@ def ui_server(tmp_path_factory, local_server):
     """One day materialized into the instance (in this process), then `dagster dev` to show it."""
     import dagster as dg
 
-    from embed_dagster.defs.checks import CHECKS
-    from embed_dagster.defs.resources import (
-        ClusteringResource,
-        EmbeddingResource,
-        LandingResource,
-        VectorCacheResource,
-        WarehouseResource,
-    )
-    from embed_dagster_tests.support.defs import ASSETS as ASSET_DEFS
+    from embed_dagster_tests.support.pipeline import materialize, pipeline_resources
 
     root = tmp_path_factory.mktemp("ui")
     home = root / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     generate_landing(root / "landing", DAY, 1, per_day=150, seed=17)  # a day with several clusters
-    resources = {
-        "warehouse": WarehouseResource(path=str(root / "warehouse.duckdb")),
-        "landing": LandingResource(root=str(root / "landing")),
-        "embedding": EmbeddingResource(base_url=local_server.base_url, model=MODEL_NAME),
-        "vector_cache": VectorCacheResource(),
-        "clustering": ClusteringResource(),
-    }
+    resources = pipeline_resources(
+        root / "warehouse.duckdb", root / "landing", base_url=local_server.base_url, model=MODEL_NAME
+    )
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        result = dg.materialize(
-            [*ASSET_DEFS, *CHECKS], partition_key=DAY.isoformat(), resources=resources, instance=instance
-        )
+        result = materialize(resources, DAY, instance=instance)
     assert result.success
     env = clean_env(
         EMBED_DAGSTER_DB=str(root / "warehouse.duckdb"),

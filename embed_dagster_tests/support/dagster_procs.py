@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,17 +35,13 @@ import pytest
 
 from embed_dagster.dev.local_server import MODEL_NAME
 from embed_dagster.dev.sample_data import generate_landing
+from embed_dagster_tests.support.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 MARKER_VAR = "EMBED_DAGSTER_TEST_PROCS"
 FINISHED_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 FINISHED_RUN = {"SUCCESS", "FAILURE", "CANCELED"}
 
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def dagster_bin(name: str = "dagster") -> str:
@@ -477,29 +472,11 @@ def ops_server(tmp_path_factory, local_server):
 
 def sequential_reference(landing: Path, db: Path, base_url: str, days: list[date]) -> dict[date, bool]:
     """The same days materialized one after the other, in this process, into another warehouse."""
-    import dagster as dg
 
-    from embed_dagster.defs.checks import CHECKS
-    from embed_dagster.defs.resources import (
-        ClusteringResource,
-        EmbeddingResource,
-        LandingResource,
-        VectorCacheResource,
-        WarehouseResource,
-    )
-    from embed_dagster_tests.support.defs import ASSETS
+    from embed_dagster_tests.support.pipeline import materialize, pipeline_resources
 
-    resources = {
-        "warehouse": WarehouseResource(path=str(db)),
-        "landing": LandingResource(root=str(landing)),
-        "embedding": EmbeddingResource(base_url=base_url, model=MODEL_NAME),
-        "vector_cache": VectorCacheResource(),
-        "clustering": ClusteringResource(),
-    }
-    return {
-        day: dg.materialize([*ASSETS, *CHECKS], partition_key=day.isoformat(), resources=resources).success
-        for day in days
-    }
+    resources = pipeline_resources(db, landing, base_url=base_url, model=MODEL_NAME)
+    return {day: materialize(resources, day).success for day in days}
 
 
 @pytest.fixture(scope="session")

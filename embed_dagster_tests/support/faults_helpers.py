@@ -20,16 +20,12 @@ import numpy as np
 import pyarrow as pa
 
 from embed_dagster.core.warehouse.vector_store import arrow_to_matrix
-from embed_dagster.defs.checks import CHECKS
 from embed_dagster.defs.resources import (
-    ClusteringResource,
     EmbeddingResource,
-    LandingResource,
-    VectorCacheResource,
-    WarehouseResource,
 )
-from embed_dagster_tests.support.defs import ASSETS
 from embed_dagster_tests.support.fault_server import expected_vector
+from embed_dagster_tests.support.pipeline import materialize as support_materialize
+from embed_dagster_tests.support.pipeline import pipeline_resources
 
 REPO = Path(__file__).resolve().parents[2]
 FAULT_MODEL = "fault-model"
@@ -81,20 +77,15 @@ def make_resources(
         "deadline_s": 120.0,
     }
     settings.update(embedding)
-    return {
-        "warehouse": WarehouseResource(path=str(db), lock_timeout_s=120.0),
-        "landing": LandingResource(root=str(landing)),
-        "embedding": EmbeddingResource(base_url=base_url, model=model, dimensions=dimensions, **settings),
-        "vector_cache": VectorCacheResource(redis_url=redis_url, redis_password=redis_password),
-        "clustering": ClusteringResource(),
-    }
+    return pipeline_resources(
+        db, landing, warehouse={"lock_timeout_s": 120.0},
+        vector_cache={"redis_url": redis_url, "redis_password": redis_password},
+        base_url=base_url, model=model, dimensions=dimensions, **settings,
+    )
 
 
 def materialize(resources: dict, day: date | str, instance: dg.DagsterInstance | None = None):
-    key = day if isinstance(day, str) else day.isoformat()
-    return dg.materialize(
-        [*ASSETS, *CHECKS], partition_key=key, resources=resources, raise_on_error=False, instance=instance
-    )
+    return support_materialize(resources, day, instance=instance, raise_on_error=False)
 
 
 def check_results(result) -> dict[str, bool]:

@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from embed_dagster_tests.support.net import free_port
+
 
 class RedisServerUnavailable(RuntimeError):
     """No redis-server binary could be found (callers usually turn this into a pytest skip)."""
@@ -43,12 +45,6 @@ def find_redis_server() -> str:
         "or set REDIS_SERVER_BIN"
     )
 
-
-def free_port() -> int:
-    """Ask the kernel for a free 127.0.0.1 port (small race window; start() retries on failure)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _answers_ping(port: int, timeout: float = 0.2) -> bool:

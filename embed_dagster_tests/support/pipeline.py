@@ -1,0 +1,68 @@
+"""The pipeline as tests run it: the resources for a temp warehouse and landing folder, one
+``materialize``, the table lists, and a free loopback port. One copy each, so a change of a
+resource's fields is made here once."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+
+from embed_dagster.core.warehouse.schema import TABLES as _SCHEMA
+from embed_dagster.defs.checks import CHECKS
+from embed_dagster.defs.resources import (
+    ClusteringResource,
+    EmbeddingResource,
+    LandingResource,
+    VectorCacheResource,
+    WarehouseResource,
+)
+from embed_dagster_tests.support.defs import ASSETS
+
+# Partitioned tables whose per-day rows do not depend on the order runs happened in; plus the two
+# embedding tables, whose split between cached and fresh does.
+ORDER_FREE_TABLES = [
+    "raw_comments",
+    "quarantine",
+    "deduplicated_texts",
+    "comment_texts",
+    "clusters",
+    "cluster_summaries",
+    "topics",
+]
+EMBEDDING_TABLES = ["cached_embeddings", "fresh_embeddings"]
+PARTITIONED_TABLES = [t for t in _SCHEMA if any(c.name == "partition_date" for c in _SCHEMA[t].columns)]
+
+
+def pipeline_resources(
+    db: str | Path,
+    landing: str | Path,
+    *,
+    warehouse: dict | None = None,
+    vector_cache: dict | None = None,
+    **embedding: object,
+) -> dict:
+    """Resources for one test pipeline; ``embedding`` are EmbeddingResource fields (base_url, model…)."""
+    return {
+        "warehouse": WarehouseResource(path=str(db), **(warehouse or {})),
+        "landing": LandingResource(root=str(landing)),
+        "embedding": EmbeddingResource(**embedding),
+        "vector_cache": VectorCacheResource(**(vector_cache or {})),
+        "clustering": ClusteringResource(),
+    }
+
+
+def materialize(
+    resources: dict,
+    day: date | str,
+    *,
+    instance: dg.DagsterInstance | None = None,
+    raise_on_error: bool = True,
+) -> dg.ExecuteInProcessResult:
+    """The whole lineage and its checks for one day, in process."""
+    key = day if isinstance(day, str) else day.isoformat()
+    return dg.materialize(
+        [*ASSETS, *CHECKS], partition_key=key, resources=resources, instance=instance,
+        raise_on_error=raise_on_error,
+    )
