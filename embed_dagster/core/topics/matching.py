@@ -469,3 +469,109 @@ def _topic_days(out, before: TopicsState, after: TopicsState, day, day_total, me
         )
     result.sort(key=lambda td: (-td.size, td.topic_id))
     return result
+
+
+# ---------------------------------------------------------------- the state as table rows
+#
+# The ``topics`` table holds one row per (day, cluster). Besides what a reader wants (topic, label,
+# size, surge), each row carries its topic's state after the day (centroid, mass, accumulated keyword
+# scores, absorbed ids), so the state before any day is rebuilt from the rows of earlier days alone:
+# re-running a day, or a backfill in date order, sees exactly what the in-memory chain would.
+
+
+def rows_for_day(result: DayResult, state_after: TopicsState, summaries: list[ClusterSummary]) -> list[dict]:
+    """One dict per cluster of the day, in the ``topics`` table's column names (no partition_date)."""
+    by_topic = {t.topic_id: t for t in result.topics}
+    state_of = {t.topic_id: t for t in state_after.topics}
+    centroid_of = {s.cluster_id: np.asarray(s.centroid, np.float32) for s in summaries}
+    absorbed_written: set[str] = set()
+    rows = []
+    for ct in result.clusters:
+        td = by_topic.get(ct.topic_id) if ct.topic_id else None
+        st = state_of.get(ct.topic_id) if ct.topic_id else None
+        # absorbed ids go on the topic's first row of the day only, so they are not counted twice
+        absorbed = list(td.absorbed) if td and ct.topic_id not in absorbed_written else []
+        if td:
+            absorbed_written.add(ct.topic_id)
+        rows.append(
+            {
+                "topic_id": ct.topic_id,
+                "cluster_id": ct.cluster_id,
+                "status": ct.status,
+                "is_new": bool(td and td.is_new),
+                "similarity": ct.similarity,
+                "first_seen": td.first_seen if td else None,
+                "size": ct.size,
+                "topic_size": td.size if td else None,
+                "share": td.share if td else (ct.size / result.day_total if result.day_total else 0.0),
+                "label": td.label if td else "",
+                "keywords": list(td.keywords) if td else [],
+                "surge_z": td.surge_z if td else None,
+                "surging": bool(td and td.surging),
+                "large_new": bool(td and td.large_new),
+                "absorbed": absorbed,
+                "topic_mass": st.mass if st else None,
+                "keyword_terms": [t for t, _ in st.keyword_scores] if st else [],
+                "keyword_scores": [float(s) for _, s in st.keyword_scores] if st else [],
+                "topic_centroid": st.centroid if st else None,
+                "centroid": centroid_of[ct.cluster_id],
+            }
+        )
+    return rows
+
+
+def state_from_rows(
+    latest: list[dict],
+    absorbed: list[dict],
+    recent: list[dict],
+) -> TopicsState:
+    """The state before a day, from ``topics`` rows of earlier days.
+
+    ``latest``: each topic's most recent row (``topic_id``, ``partition_date``, ``first_seen``,
+    ``label``, ``topic_centroid`` or, for rows written before these columns existed, ``centroid``,
+    ``topic_mass``, ``keyword_terms``, ``keyword_scores``, ``keywords``, ``size``). ``absorbed``: rows
+    with a non-empty ``absorbed`` list (``topic_id``, ``absorbed``). ``recent``: ``partition_date``,
+    ``topic_id`` (None for emerging) and ``size`` of every row in the surge window.
+    """
+    aliases = {gone: row["topic_id"] for row in absorbed for gone in (row["absorbed"] or [])}
+    probe = TopicsState(aliases=tuple(sorted(aliases.items())))
+    sizes: dict[str, dict[datetime.date, float]] = {}
+    totals: dict[datetime.date, float] = {}
+    for row in recent:
+        d = row["partition_date"]
+        totals[d] = totals.get(d, 0.0) + float(row["size"])
+        if row["topic_id"] is not None:
+            tid = probe.resolve(row["topic_id"])
+            sizes.setdefault(tid, {})
+            sizes[tid][d] = sizes[tid].get(d, 0.0) + float(row["size"])
+    topics = []
+    for row in latest:
+        tid = row["topic_id"]
+        if tid is None or tid in aliases:
+            continue
+        centroid = row.get("topic_centroid")
+        if centroid is None:
+            centroid = row["centroid"]
+        terms = row.get("keyword_terms") or []
+        scores = row.get("keyword_scores") or []
+        if not terms:  # a row from before accumulated keywords: rank weights, as process_day adds them
+            kws = row.get("keywords") or []
+            terms, scores = kws, [float(len(kws) - r) for r in range(len(kws))]
+        mass = row.get("topic_mass")
+        topics.append(
+            TopicState(
+                topic_id=tid,
+                centroid=_unit(np.asarray(centroid, np.float32)),
+                mass=float(mass if mass is not None else row.get("size") or 1.0),
+                first_seen=row["first_seen"] or row["partition_date"],
+                last_seen=row["partition_date"],
+                label=row.get("label") or "",
+                keyword_scores=tuple(zip(terms, (float(s) for s in scores), strict=True)),
+                sizes=tuple(sorted(sizes.get(tid, {}).items())),
+            )
+        )
+    return TopicsState(
+        topics=tuple(sorted(topics, key=lambda t: t.topic_id)),
+        aliases=tuple(sorted(aliases.items())),
+        day_totals=tuple(sorted(totals.items())),
+    )

@@ -185,3 +185,51 @@ def test_errors():
         TopicParams(match_threshold=1.5)
     empty_state, empty = process_day(TopicsState(), [], DAY1, P)
     assert empty.clusters == [] and empty.topics == [] and empty_state.day_totals == ((DAY1, 0.0),)
+
+
+def test_state_rebuilt_from_table_rows_equals_the_in_memory_chain():
+    """What the asset does (rows of earlier days → state) gives the same result as chaining states."""
+    from embed_dagster.core.topics.matching import rows_for_day, state_from_rows
+
+    base = [unit(i) for i in range(4)]
+    days = [
+        [summary(i, base[i], 200, (f"w{i}", "x", "y")) for i in range(3)],
+        [summary(0, near(base[0], 0.7, seed=201), 50), summary(1, base[1], 250), summary(2, unit(300), 90)],
+        [summary(0, base[0], 100), summary(1, base[1], 900), summary(5, unit(301), 5)],
+        [summary(i, base[i], 300) for i in range(4)],
+    ]
+    memory, stored = TopicsState(), []
+    for k, clusters in enumerate(days):
+        d = day(k)
+        latest: dict[str, dict] = {}
+        for row in stored:  # each topic's most recent row, as the asset's QUALIFY query
+            if row["topic_id"] is not None:
+                latest[row["topic_id"]] = row
+        rebuilt = state_from_rows(
+            list(latest.values()),
+            [r for r in stored if r["absorbed"]],
+            [r for r in stored if r["partition_date"] > d - datetime.timedelta(days=P.surge_window)],
+        )
+        memory_after, expected = process_day(memory, clusters, d, P)
+        rebuilt_after, got = process_day(rebuilt, clusters, d, P)
+        assert [(c.cluster_id, c.topic_id, c.status) for c in got.clusters] == [
+            (c.cluster_id, c.topic_id, c.status) for c in expected.clusters
+        ]
+        assert [(t.topic_id, t.label, t.surging) for t in got.topics] == [
+            (t.topic_id, t.label, t.surging) for t in expected.topics
+        ]
+        stored += [{**r, "partition_date": d} for r in rows_for_day(got, rebuilt_after, clusters)]
+        memory = memory_after
+    emerging = [r for r in stored if r["status"] == "emerging"]
+    assert emerging and all(r["topic_id"] is None and r["topic_centroid"] is None for r in emerging)
+
+
+def test_rerunning_a_day_from_the_same_state_gives_the_same_ids():
+    state, _ = first_day()
+    today = [summary(0, unit(40), 120), summary(1, state.topics[2].centroid, 80)]
+    first = process_day(state, today, day(1), P)[1]
+    again = process_day(state, today, day(1), P)[1]
+    assert [(c.cluster_id, c.topic_id) for c in first.clusters] == [
+        (c.cluster_id, c.topic_id) for c in again.clusters
+    ]
+    assert first.clusters[0].topic_id == "T20260102-00"
