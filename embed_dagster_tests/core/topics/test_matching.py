@@ -74,7 +74,7 @@ def test_many_to_one_small_day_of_refund_complaints_joins_the_known_topic():
 def test_unmatched_clusters_of_one_theme_form_one_new_topic():
     state, _ = first_day()
     theme = unit(50)
-    today = [summary(i, near(theme, 0.8, seed=100 + i), size=60) for i in range(3)]
+    today = [summary(i, near(theme, 0.97, seed=100 + i), size=60) for i in range(3)]
     _, result = process_day(state, today, day(1), P)
     ids = {c.topic_id for c in result.clusters}
     assert ids == {new_topic_id(day(1), 0)}
