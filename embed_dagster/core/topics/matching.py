@@ -34,7 +34,8 @@ Why it looks like this (issue 16; numbers in docs/benchmarks.md, ``make bench-to
   the day's comments is ``surge_z`` standard deviations above its trailing mean (the deviation
   floored at ``surge_sd_floor`` so a flat history does not make every wobble infinite), at least
   ``surge_min_ratio`` times that mean, and at least ``surge_min_size`` comments. A *large new* topic is
-  a new topic with at least ``large_new_min_size`` comments and ``large_new_share`` of the day.
+  a new topic with at least ``large_new_min_size`` comments and ``large_new_share`` of the day, on a
+  day that already had known topics (on the first day every topic is new).
 
 Ids are deterministic: a new topic is ``T<day>-<rank>``, the rank being its largest cluster's size
 rank that day, so re-running a day from the same state gives the same ids, on any machine.
@@ -465,7 +466,11 @@ def _topic_days(out, before: TopicsState, after: TopicsState, day, day_total, me
                 centroid=t.centroid,
                 surge_z=z,
                 surging=surging,
-                large_new=is_new and size >= p.large_new_min_size and share >= p.large_new_share,
+                # on the registry's first day every topic is new: nothing to alert about
+                large_new=bool(existed)
+                and is_new
+                and size >= p.large_new_min_size
+                and share >= p.large_new_share,
                 absorbed=tuple(sorted(absorbed.get(tid, []))),
             )
         )
