@@ -22,7 +22,7 @@ endif
 SYNC := $(UV) sync --frozen --inexact
 
 .PHONY: demo test test-fast test-faults test-ui ui lock check-deps bench bench-embed bench-cache \
-	bench-cluster lint clean
+	bench-cluster bench-topics lint clean
 
 # uv itself, when the machine has none: a pinned release from PyPI into .tools/ (git-ignored).
 $(CURDIR)/.tools/bin/uv:
@@ -90,6 +90,11 @@ bench-cache: $(VENV)/.dev
 
 bench-cluster: $(VENV)/.dev
 	$(BIN)/python -m bench.bench_cluster
+
+# Topics across days on the shared labelled sets (BERTopic's recipe needs the numba extra).
+bench-topics: $(VENV)/.dev
+	$(SYNC) --extra dev --extra numba
+	$(BIN)/python -m bench.bench_topics
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -160,7 +160,10 @@ def test_rematerializing_a_partition_replaces_it(pipeline):
 
 def test_topics_continue_across_days(pipeline):
     db = pipeline["db"]
-    rows = query_arrow(db, "SELECT partition_date, is_new, first_seen FROM topics ORDER BY 1").to_pylist()
+    # emerging clusters (too small to mint a topic, issue 16) have no topic: leave them out here
+    rows = query_arrow(
+        db, "SELECT partition_date, is_new, first_seen FROM topics WHERE status <> 'emerging' ORDER BY 1"
+    ).to_pylist()
     day1 = [r for r in rows if r["partition_date"] == DAY1]
     day2 = [r for r in rows if r["partition_date"] == DAY2]
     assert day1 and all(r["is_new"] for r in day1)
@@ -183,7 +186,8 @@ def test_out_of_order_days_converge_when_rerun_in_order(pipeline, tmp_path):
         con.execute("INSERT INTO embedding_store SELECT * FROM src.embedding_store")
         con.execute("INSERT INTO model_keys SELECT * FROM src.model_keys")
     materialize(resources, DAY2)
-    early = query_arrow(db, "SELECT bool_and(is_new) AS all_new FROM topics").column("all_new")[0].as_py()
+    early = query_arrow(db, "SELECT bool_and(is_new) AS all_new FROM topics WHERE status <> 'emerging'")
+    early = early.column("all_new")[0].as_py()
     assert early is True
     materialize(resources, DAY1)
     materialize(resources, DAY2)

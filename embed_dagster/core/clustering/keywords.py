@@ -10,7 +10,8 @@ the meaningful single-character words rarely beat the two-character words that c
 Segmentation runs at roughly 100k characters/s, so ``cluster_keywords`` tokenizes at most
 ``max_texts`` texts, sampled per cluster in proportion to its size (deterministically).
 
-Scoring (BERTopic's ``ClassTfidfTransformer``): per class c and term t,
+Counting is sklearn's ``CountVectorizer`` (jieba tokenizer below, ``binary=True``); scoring is the
+``ClassTfidfTransformer`` below (BERTopic's c-TF-IDF as a sklearn transformer): per class c and term t,
 ``tf(t, c) · log(1 + A / f(t))`` with tf L1-normalized per class, f(t) the term's frequency over all
 classes and A the average class mass. Two deliberate differences: a term counts once per text
 (a review repeating a word ten times is one voice, not ten), and each text's count is multiplied by
@@ -24,10 +25,11 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections import Counter
 
 import numpy as np
 from scipy import sparse
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.preprocessing import normalize
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _WORD = re.compile(r"[a-z][a-z0-9'’\-]*[a-z0-9]|[a-z]")
@@ -94,6 +96,51 @@ def _sample_per_cluster(labels: np.ndarray, max_texts: int, seed: int) -> np.nda
     return np.sort(np.concatenate(keep))
 
 
+class ClassTfidfTransformer(TransformerMixin, BaseEstimator):
+    """c-TF-IDF on a class × term count matrix, as BERTopic's ``ClassTfidfTransformer``.
+
+    ``fit`` learns ``idf_ = log(1 + A / f(t))`` (A: average class mass, f(t): the term's mass over all
+    classes); ``transform`` L1-normalizes each class row and multiplies by ``idf_``. A small sklearn
+    transformer rather than a call into BERTopic: BERTopic would pull in UMAP, HDBSCAN and
+    sentence-transformers for twelve lines of arithmetic.
+    """
+
+    def fit(self, X, y=None):
+        X = sparse.csr_matrix(X, dtype=np.float64)
+        term_mass = np.asarray(X.sum(axis=0)).ravel()
+        class_mass = np.asarray(X.sum(axis=1)).ravel()
+        avg = class_mass.mean() if len(class_mass) else 0.0
+        self.idf_ = np.log(1.0 + avg / np.maximum(term_mass, 1e-12))
+        return self
+
+    def transform(self, X):
+        X = normalize(sparse.csr_matrix(X, dtype=np.float64), norm="l1", axis=1)
+        return (X @ sparse.diags(self.idf_)).tocsr()
+
+
+def class_term_counts(
+    texts: list[str], labels: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, sparse.csr_matrix, np.ndarray]:
+    """(classes, class × term matrix, vocabulary): each text counts a term once, times its weight.
+
+    sklearn's ``CountVectorizer`` with the jieba-based ``tokenize`` and ``binary=True`` (a review
+    repeating a word ten times is one voice); rows are then summed per class with the texts' weights.
+    """
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    classes, inverse = np.unique(labels, return_inverse=True)
+    vectorizer = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None, binary=True)
+    try:
+        docs = vectorizer.fit_transform(texts)
+    except ValueError:  # empty vocabulary: no text has a word left after stopwords
+        return classes, sparse.csr_matrix((len(classes), 0)), np.asarray([], dtype=object)
+    onehot = sparse.csr_matrix(
+        (np.where(weights > 0, weights, 1.0), (inverse, np.arange(len(labels)))),
+        shape=(len(classes), len(labels)),
+    )
+    return classes, (onehot @ docs).tocsr(), vectorizer.get_feature_names_out()
+
+
 def cluster_keywords(
     texts: list[str],
     labels: np.ndarray,
@@ -112,39 +159,21 @@ def cluster_keywords(
     clusters = sorted(int(c) for c in np.unique(labels) if c >= 0)
     if not clusters:
         return {}
-    counts: dict[int, Counter] = {c: Counter() for c in np.unique(labels).tolist()}
-    for i in _sample_per_cluster(labels, max_texts, seed):
-        weight = float(w[i]) if w[i] > 0 else 1.0
-        bucket = counts[int(labels[i])]
-        for term in set(tokenize(texts[i])):
-            bucket[term] += weight
-    vocab = sorted(set().union(*counts.values()))
-    if not vocab:
+    keep = _sample_per_cluster(labels, max_texts, seed)
+    classes, counts, vocab = class_term_counts([texts[i] for i in keep], labels[keep], w[keep])
+    if not len(vocab):
         return {c: [] for c in clusters}
-    index = {t: j for j, t in enumerate(vocab)}
-    classes = sorted(counts)
-    rows, cols, vals = [], [], []
-    for row, c in enumerate(classes):
-        for term, value in counts[c].items():
-            rows.append(row)
-            cols.append(index[term])
-            vals.append(value)
     # sparse: a day's vocabulary is tens of thousands of terms times hundreds of clusters
-    tf = sparse.csr_matrix((vals, (rows, cols)), shape=(len(classes), len(vocab)))
-    class_mass = np.asarray(tf.sum(axis=1)).ravel()
-    term_mass = np.asarray(tf.sum(axis=0)).ravel()
-    idf = np.log(1.0 + class_mass.mean() / np.maximum(term_mass, 1e-12))
-    score = sparse.diags(1.0 / np.maximum(class_mass, 1e-12)) @ tf @ sparse.diags(idf)
-    score = score.tocsr()
+    score = ClassTfidfTransformer().fit(counts).transform(counts)
     result = {}
-    for row, c in enumerate(classes):
+    for row, c in enumerate(classes.tolist()):
         if c < 0:
             continue
         start, end = score.indptr[row], score.indptr[row + 1]
         terms, values = score.indices[start:end], score.data[start:end]
         # stable order: score descending, then the term itself, so equal scores never flip between runs
         order = sorted(range(len(terms)), key=lambda j: (-values[j], vocab[terms[j]]))[:top_k]
-        result[c] = [vocab[terms[j]] for j in order]
+        result[c] = [str(vocab[terms[j]]) for j in order]
     return result
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from embed_dagster.core.clustering.recipe import ClusterSummary, cluster_vectors, summarize_clusters
-from embed_dagster.core.topics.cluster_map import render_cluster_map
+from embed_dagster.core.topics.cluster_map import map_clusters, render_cluster_map
 from embed_dagster.core.warehouse.storage import query_arrow, write_partition
 from embed_dagster.core.warehouse.vector_store import arrow_to_matrix, matrix_to_arrow
 from embed_dagster.defs.resources import (
@@ -19,6 +19,8 @@ from embed_dagster.defs.resources import (
 from embed_dagster.lib.asset_options import COMMON, DUCKDB_POOL
 from embed_dagster.lib.metadata import definition_metadata, markdown_table, png_markdown, table_metadata
 from embed_dagster.lib.partitions import partition_date
+
+MAP_TOP = 12  # clusters named on the map, and listed in the top_clusters table: the same ones
 
 
 def _load_partition_vectors(db: str, day: date, model_key_id: str, dim: int) -> tuple[pa.Table, np.ndarray]:
@@ -89,7 +91,16 @@ def clusters(
     comment_rows = _comment_assignments(warehouse.path, day, by_hash)
     summary_rows = _summaries_table(summaries)
     map_path = Path(warehouse.path).parent / "maps" / f"clusters_{day.isoformat()}.png"
-    png = render_cluster_map(matrix, result.labels, title=f"clusters {day} ({result.n_clusters} clusters)")
+    # The map names the MAP_TOP largest clusters and the top_clusters table lists exactly those.
+    named = map_clusters(result.labels, MAP_TOP)
+    by_id = {s.cluster_id: s for s in summaries}
+    png = render_cluster_map(
+        matrix,
+        result.labels,
+        title=f"clusters {day}",
+        annotate_top=MAP_TOP,
+        names={c: by_id[c].label for c in named if c in by_id},
+    )
     map_path.parent.mkdir(parents=True, exist_ok=True)
     map_path.write_bytes(png)
     write_partition(
@@ -109,10 +120,11 @@ def clusters(
             "recipe": dg.MetadataValue.json(result.params),
             "timings_s": dg.MetadataValue.json({k: round(v, 3) for k, v in result.timings.items()}),
             "top_clusters": markdown_table(
-                ["cluster", "size", "label", "representative comments"],
+                ["cluster", "comments", "label (as on the map)", "representative comments"],
                 [
-                    (s.cluster_id, int(s.size), s.label, " / ".join(s.representatives[:2]))
-                    for s in summaries[:10]
+                    (c, int(by_id[c].size), by_id[c].label, " / ".join(by_id[c].representatives[:2]))
+                    for c in named
+                    if c in by_id
                 ],
             ),
             "cluster_map": png_markdown(png, f"cluster map {day}"),

@@ -1,21 +1,37 @@
-"""clusters → topics: the day's clusters matched to the topics of earlier days."""
+"""clusters → topics: the day's clusters matched to the topics of earlier days.
 
+The logic is ``core.topics.matching.process_day`` (state in, state out). This module only reads the
+state before the day from the ``topics`` table, writes the day's rows, and draws the metadata. The
+SQL sits in the small ``_read_*`` / ``_write_*`` helpers below so it can move behind Warehouse
+methods without touching the rest.
+"""
+
+import datetime
 
 import dagster as dg
 import numpy as np
 import pyarrow as pa
 
 from embed_dagster.core.clustering.recipe import ClusterSummary
-from embed_dagster.core.topics.matching import TopicState, assign_topics
-from embed_dagster.core.warehouse.storage import query_arrow, write_partition
-from embed_dagster.core.warehouse.vector_store import matrix_to_arrow
-from embed_dagster.defs.resources import (
-    ClusteringResource,
-    WarehouseResource,
+from embed_dagster.core.topics.cluster_map import map_clusters, render_cluster_map
+from embed_dagster.core.topics.matching import (
+    TopicParams,
+    TopicsState,
+    process_day,
+    rows_for_day,
+    state_from_rows,
 )
+from embed_dagster.core.topics.trend import render_topic_trend
+from embed_dagster.core.warehouse.storage import query_arrow, write_partition
+from embed_dagster.core.warehouse.vector_store import arrow_to_matrix, matrix_to_arrow
+from embed_dagster.defs.resources import EmbeddingResource, WarehouseResource
 from embed_dagster.lib.asset_options import COMMON, DUCKDB_POOL
-from embed_dagster.lib.metadata import definition_metadata, markdown_table, table_metadata
+from embed_dagster.lib.metadata import definition_metadata, markdown_table, png_markdown, table_metadata
 from embed_dagster.lib.partitions import partition_date
+
+TREND_DAYS = 14  # the trend chart's window
+TREND_TOPICS = 8
+MAP_TOP = 12  # clusters named on the topic map
 
 
 @dg.asset(
@@ -27,100 +43,203 @@ from embed_dagster.lib.partitions import partition_date
         ),
     ],
     kinds={"duckdb"},
-    code_version="1",
+    code_version="2",
     pool=DUCKDB_POOL,
     metadata=definition_metadata("topics"),
-    description="Stable topics across days: each day's clusters are matched one-to-one to the topics "
-    "seen on earlier days by centroid similarity; unmatched clusters start new topics. Depends on its "
-    "own previous partition, so backfills run in date order. `topic_registry` aggregates it.",
+    description="Stable topics across days: each of the day's clusters joins the earlier topic its "
+    "centroid is closest to when similar enough (several clusters may join one topic); the rest form "
+    "new topics only with enough support (else they are held as emerging); converging topics merge; "
+    "surging topics are marked. One row per (day, cluster). Depends on its own previous partition, "
+    "so backfills run in date order. See docs/topics.md.",
 )
 def topics(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, clustering: ClusteringResource
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, embedding: EmbeddingResource
 ) -> dg.MaterializeResult:
     day = partition_date(context)
-    summaries_t = query_arrow(
-        warehouse.path,
-        "SELECT * FROM cluster_summaries WHERE partition_date = ? ORDER BY cluster_id",
-        [day],
-    )
-    registry_t = query_arrow(
-        warehouse.path,
-        """SELECT topic_id, arg_max(centroid, partition_date) AS centroid, min(first_seen) AS first_seen
-           FROM topics WHERE partition_date < ? GROUP BY topic_id ORDER BY topic_id""",
-        [day],
-    )
-    summaries = _summaries_from_table(summaries_t)
-    registry = [
-        TopicState(t, np.asarray(c, dtype=np.float32))
-        for t, c in zip(registry_t.column("topic_id").to_pylist(), registry_t.column("centroid").to_pylist())
-    ]
-    first_seen = dict(
-        zip(registry_t.column("topic_id").to_pylist(), registry_t.column("first_seen").to_pylist())
-    )
-    assignment = assign_topics(registry, summaries, clustering.topic_threshold, day)
-    centroid_of = {t.topic_id: t.centroid for t in registry}
-    rows = []
-    for s in summaries:
-        topic_id = assignment[s.cluster_id]
-        previous = centroid_of.get(topic_id)
-        rows.append(
-            {
-                "topic_id": topic_id,
-                "cluster_id": s.cluster_id,
-                "is_new": previous is None,
-                "similarity": float(np.dot(previous, s.centroid)) if previous is not None else None,
-                "first_seen": first_seen.get(topic_id, day),
-                "size": s.size,
-                "label": s.label,
-                "keywords": list(s.keywords),
-            }
-        )
-    table = pa.Table.from_pylist(
-        rows,
-        schema=pa.schema(
+    params = TopicParams()
+    summaries = _read_summaries(warehouse.path, day)
+    state = _read_state(warehouse.path, day, params)
+    after, result = process_day(state, summaries, day, params)
+    rows = rows_for_day(result, after, summaries)
+    _write_topics(warehouse.path, day, rows)
+
+    new = [t for t in result.topics if t.is_new]
+    surging = [t for t in result.topics if t.surging]
+    metadata = {
+        **table_metadata(warehouse.path, "topics", day),
+        "topics_today": len(result.topics),
+        "new_topics": len(new),
+        "continued_topics": len(result.topics) - len(new),
+        "surging_topics": len(surging),
+        "large_new_topics": sum(t.large_new for t in result.topics),
+        "emerging_comments": int(round(result.emerging_size)),
+        "merged_today": dg.MetadataValue.json([{"absorbed": a, "into": b} for a, b in result.merged]),
+        "known_topics_before": len(state.topics),
+        "topics": markdown_table(
+            ["topic", "status", "comments", "share", "surge z", "label"],
             [
-                ("topic_id", pa.string()),
-                ("cluster_id", pa.int32()),
-                ("is_new", pa.bool_()),
-                ("similarity", pa.float64()),
-                ("first_seen", pa.date32()),
-                ("size", pa.int64()),
-                ("label", pa.string()),
-                ("keywords", pa.list_(pa.string())),
-            ]
+                (
+                    t.topic_id,
+                    "NEW" if t.is_new else ("SURGING" if t.surging else ""),
+                    int(round(t.size)),
+                    f"{t.share:.1%}",
+                    "" if t.surge_z is None else f"{t.surge_z:.1f}",
+                    t.label,
+                )
+                for t in result.topics[:15]
+            ],
         ),
-    )
-    centroids = np.vstack([s.centroid for s in summaries]) if summaries else np.zeros((0, 1), np.float32)
-    table = table.append_column("centroid", matrix_to_arrow(centroids))
-    write_partition(warehouse.path, day, {"topics": ({}, table)})
-    new = sum(r["is_new"] for r in rows)
-    return dg.MaterializeResult(
-        metadata={
-            **table_metadata(warehouse.path, "topics", day),
-            "topics_today": len(rows),
-            "new_topics": new,
-            "continued_topics": len(rows) - new,
-            "known_topics_before": len(registry),
-            "topics": markdown_table(
-                ["topic", "new", "size", "label"],
-                [(r["topic_id"], "yes" if r["is_new"] else "", r["size"], r["label"]) for r in rows[:15]],
-            ),
-        }
-    )
-
-
-def _summaries_from_table(table: pa.Table) -> list[ClusterSummary]:
-    out = []
-    for row in table.to_pylist():
-        out.append(
-            ClusterSummary(
-                cluster_id=row["cluster_id"],
-                size=row["size"],
-                n_texts=row["n_texts"],
-                keywords=row["keywords"] or [],
-                label=row["label"],
-                representatives=row["representatives"] or [],
-                centroid=np.asarray(row["centroid"], dtype=np.float32),
-            )
+    }
+    key = embedding.model_key()
+    vectors, labels_of_texts = _read_day_vectors(warehouse.path, day, key.id, key.dimensions)
+    if len(labels_of_texts):
+        topic_of = {ct.cluster_id: ct for ct in result.clusters}
+        label_of = {t.topic_id: t.label for t in result.topics}
+        named = map_clusters(labels_of_texts, MAP_TOP)
+        png = render_cluster_map(
+            vectors,
+            labels_of_texts,
+            title=f"topics {day}",
+            annotate_top=MAP_TOP,
+            names={
+                c: (label_of.get(topic_of[c].topic_id) or "emerging")
+                if topic_of[c].topic_id
+                else "(emerging)"
+                for c in named
+                if c in topic_of
+            },
+            highlight={c for c in named if c in topic_of and topic_of[c].status == "new"},
         )
-    return out
+        metadata["topic_map"] = png_markdown(png, f"topic map {day}")
+    days, sizes, labels, new_on, surging_on = _read_trend(warehouse.path, day, TREND_DAYS)
+    if sizes:
+        png = render_topic_trend(
+            days, sizes, labels, new_on, surging_on, top=TREND_TOPICS, title=f"topics up to {day}"
+        )
+        metadata["topic_trend"] = png_markdown(png, f"topic trend up to {day}")
+    return dg.MaterializeResult(metadata=metadata)
+
+
+# ---------------------------------------------------------------- reads and writes (SQL lives here)
+
+
+def _read_summaries(db: str, day: datetime.date) -> list[ClusterSummary]:
+    table = query_arrow(
+        db, "SELECT * FROM cluster_summaries WHERE partition_date = ? ORDER BY cluster_id", [day]
+    )
+    return [
+        ClusterSummary(
+            cluster_id=row["cluster_id"],
+            size=row["size"],
+            n_texts=row["n_texts"],
+            keywords=row["keywords"] or [],
+            label=row["label"],
+            representatives=row["representatives"] or [],
+            centroid=np.asarray(row["centroid"], dtype=np.float32),
+        )
+        for row in table.to_pylist()
+    ]
+
+
+def _read_state(db: str, day: datetime.date, params: TopicParams) -> TopicsState:
+    """The topic state before ``day``: each topic's latest row, all merges, the surge window's sizes."""
+    latest = query_arrow(
+        db,
+        """SELECT * FROM topics WHERE partition_date < ? AND topic_id IS NOT NULL
+           QUALIFY row_number() OVER (PARTITION BY topic_id ORDER BY partition_date DESC, cluster_id) = 1
+           ORDER BY topic_id""",
+        [day],
+    ).to_pylist()
+    absorbed = query_arrow(
+        db,
+        """SELECT topic_id, absorbed FROM topics
+           WHERE partition_date < ? AND absorbed IS NOT NULL AND len(absorbed) > 0
+           ORDER BY partition_date, topic_id""",
+        [day],
+    ).to_pylist()
+    recent = query_arrow(
+        db,
+        "SELECT partition_date, topic_id, size FROM topics WHERE partition_date < ? AND partition_date > ?",
+        [day, day - datetime.timedelta(days=params.surge_window)],
+    ).to_pylist()
+    return state_from_rows(latest, absorbed, recent)
+
+
+_COLUMNS = [
+    ("topic_id", pa.string()),
+    ("cluster_id", pa.int32()),
+    ("status", pa.string()),
+    ("is_new", pa.bool_()),
+    ("similarity", pa.float64()),
+    ("first_seen", pa.date32()),
+    ("size", pa.float64()),
+    ("topic_size", pa.float64()),
+    ("share", pa.float64()),
+    ("label", pa.string()),
+    ("keywords", pa.list_(pa.string())),
+    ("surge_z", pa.float64()),
+    ("surging", pa.bool_()),
+    ("large_new", pa.bool_()),
+    ("absorbed", pa.list_(pa.string())),
+    ("topic_mass", pa.float64()),
+    ("keyword_terms", pa.list_(pa.string())),
+    ("keyword_scores", pa.list_(pa.float64())),
+]
+
+
+def _read_day_vectors(db: str, day: datetime.date, model_key: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """The day's distinct texts' vectors and cluster ids, for the topic map."""
+    table = query_arrow(
+        db,
+        """SELECT c.text_hash, min(c.cluster_id) AS cluster_id, any_value(s.vector) AS vector
+           FROM clusters c JOIN embedding_store s ON s.text_hash = c.text_hash AND s.model_key = ?
+           WHERE c.partition_date = ? GROUP BY c.text_hash ORDER BY c.text_hash""",
+        [model_key, day],
+    )
+    labels = np.asarray(table.column("cluster_id").to_pylist(), dtype=np.int64)
+    return arrow_to_matrix(table.column("vector"), dim), labels
+
+
+def _write_topics(db: str, day: datetime.date, rows: list[dict]) -> None:
+    table = pa.Table.from_pylist([{k: r[k] for k, _ in _COLUMNS} for r in rows], schema=pa.schema(_COLUMNS))
+    dim = len(rows[0]["centroid"]) if rows else 1
+    cluster_c = np.vstack([r["centroid"] for r in rows]) if rows else np.zeros((0, dim), np.float32)
+    table = table.append_column("centroid", matrix_to_arrow(cluster_c))
+    # emerging clusters have no topic: their topic_centroid is NULL
+    topic_c = [
+        None if r["topic_centroid"] is None else np.asarray(r["topic_centroid"], np.float32).tolist()
+        for r in rows
+    ]
+    table = table.append_column("topic_centroid", pa.array(topic_c, pa.list_(pa.float32())))
+    write_partition(db, day, {"topics": ({}, table)})
+
+
+def _read_trend(db: str, day: datetime.date, n_days: int):
+    """Daily sizes of every topic over the last ``n_days`` days up to ``day``, with new/surge marks."""
+    start = day - datetime.timedelta(days=n_days - 1)
+    rows = query_arrow(
+        db,
+        """SELECT partition_date, topic_id, sum(size) AS size, bool_or(is_new) AS is_new,
+                  bool_or(surging) AS surging, arg_max(label, size) AS label
+           FROM topics WHERE partition_date BETWEEN ? AND ? AND topic_id IS NOT NULL
+           GROUP BY partition_date, topic_id ORDER BY partition_date, topic_id""",
+        [start, day],
+    ).to_pylist()
+    if rows:  # no empty lead-in on a young warehouse: start at the first day with topics
+        start = rows[0]["partition_date"]
+        n_days = (day - start).days + 1
+    days = [start + datetime.timedelta(days=i) for i in range(n_days)]
+    index = {d: i for i, d in enumerate(days)}
+    sizes: dict[str, list[float]] = {}
+    labels: dict[str, str] = {}
+    new_on: dict[str, datetime.date] = {}
+    surging_on: dict[str, list[datetime.date]] = {}
+    for r in rows:
+        series = sizes.setdefault(r["topic_id"], [0.0] * n_days)
+        series[index[r["partition_date"]]] = float(r["size"])
+        labels[r["topic_id"]] = r["label"]  # rows come in date order: the latest label wins
+        if r["is_new"]:
+            new_on[r["topic_id"]] = r["partition_date"]
+        if r["surging"]:
+            surging_on.setdefault(r["topic_id"], []).append(r["partition_date"])
+    return days, sizes, labels, new_on, surging_on

@@ -1,4 +1,4 @@
-"""assign_topics: stable ids across days, one-to-one, threshold, determinism."""
+"""process_day: many-to-one matching, support for new topics, merges, label hysteresis, surges, ids."""
 
 from __future__ import annotations
 
@@ -8,13 +8,23 @@ import numpy as np
 import pytest
 
 from embed_dagster.core.clustering.recipe import ClusterSummary, normalize_rows
-from embed_dagster.core.topics.matching import TopicState, assign_topics, new_topic_id, update_registry
+from embed_dagster.core.topics.matching import (
+    TopicParams,
+    TopicsState,
+    choose_label,
+    new_topic_id,
+    process_day,
+)
 
 DAY1 = datetime.date(2026, 1, 1)
-DAY2 = datetime.date(2026, 1, 2)
+P = TopicParams(match_threshold=0.6, small_join_threshold=0.5, merge_threshold=0.9)
 
 
-def unit(seed: int, dim: int = 16) -> np.ndarray:
+def day(k: int) -> datetime.date:
+    return DAY1 + datetime.timedelta(days=k)
+
+
+def unit(seed: int, dim: int = 64) -> np.ndarray:
     return normalize_rows(np.random.default_rng(seed).normal(size=(1, dim)))[0]
 
 
@@ -26,101 +36,200 @@ def near(v: np.ndarray, cos: float, seed: int = 99) -> np.ndarray:
     return (cos * v + np.sqrt(1 - cos**2) * r).astype(np.float32)
 
 
-def summary(cluster_id: int, centroid: np.ndarray, size: float = 10.0) -> ClusterSummary:
-    return ClusterSummary(cluster_id, size, int(size), [], f"c{cluster_id}", [], centroid.astype(np.float32))
+def summary(cid: int, centroid: np.ndarray, size: float = 100.0, keywords=("a", "b", "c")) -> ClusterSummary:
+    return ClusterSummary(cid, size, int(size), list(keywords), "", [], centroid.astype(np.float32))
 
 
-def registry_after_day1(n: int = 3):
-    clusters = [summary(i, unit(i), size=100 - i) for i in range(n)]
-    ids = assign_topics([], clusters, 0.8, DAY1)
-    return clusters, ids, update_registry([], clusters, ids)
+def first_day(n: int = 3, size: float = 100.0):
+    clusters = [summary(i, unit(i), size=size - i, keywords=(f"k{i}a", f"k{i}b", f"k{i}c")) for i in range(n)]
+    return process_day(TopicsState(), clusters, DAY1, P)
 
 
-def test_first_day_ids_follow_size_rank():
-    clusters = [summary(0, unit(0), 5), summary(1, unit(1), 50), summary(2, unit(2), 20)]
-    assert assign_topics([], clusters, 0.8, DAY1) == {1: "T20260101-00", 2: "T20260101-01", 0: "T20260101-02"}
+def test_first_day_ids_follow_size_rank_and_are_new():
+    clusters = [summary(0, unit(0), 30), summary(1, unit(1), 50), summary(2, unit(2), 40)]
+    state, result = process_day(TopicsState(), clusters, DAY1, P)
+    assert {c.cluster_id: c.topic_id for c in result.clusters} == {
+        1: "T20260101-00",
+        2: "T20260101-01",
+        0: "T20260101-02",
+    }
+    assert all(c.status == "new" for c in result.clusters) and all(t.is_new for t in result.topics)
+    assert [t.topic_id for t in state.topics] == sorted(c.topic_id for c in result.clusters)
     assert new_topic_id(DAY1, 7) == "T20260101-07"
 
 
-def test_identical_clusters_next_day_keep_their_ids():
-    clusters, ids, registry = registry_after_day1()
-    renumbered = [summary(10 + c.cluster_id, c.centroid, c.size) for c in clusters]
-    day2 = assign_topics(registry, renumbered, 0.8, DAY2)
-    assert {k - 10: v for k, v in day2.items()} == ids
+def test_many_to_one_small_day_of_refund_complaints_joins_the_known_topic():
+    """The issue's case: 4 clusters of one theme at 0.63–0.78 to the existing topic, ~100 comments."""
+    state, _ = first_day()
+    refund = state.topics[0].centroid
+    today = [
+        summary(i, near(refund, cos, seed=100 + i), size=25) for i, cos in enumerate((0.63, 0.7, 0.74, 0.78))
+    ]
+    after, result = process_day(state, today, day(1), P)
+    assert {c.topic_id for c in result.clusters} == {state.topics[0].topic_id}
+    assert all(c.status == "continued" for c in result.clusters)
+    assert not any(t.is_new for t in result.topics) and len(after.topics) == 3
 
 
-def test_new_cluster_gets_a_new_id_and_old_ones_continue():
-    clusters, ids, registry = registry_after_day1()
-    today = [summary(0, near(unit(0), 0.9), 30), summary(1, unit(42), 80)]
-    today.append(summary(2, near(unit(2), 0.85), 10))
-    day2 = assign_topics(registry, today, 0.8, DAY2)
-    assert day2[0] == ids[0] and day2[2] == ids[2]
-    assert day2[1] == "T20260102-00"  # the largest cluster of day 2 is the new one
-    assert len(set(day2.values())) == 3
+def test_unmatched_clusters_of_one_theme_form_one_new_topic():
+    state, _ = first_day()
+    theme = unit(50)
+    today = [summary(i, near(theme, 0.97, seed=100 + i), size=60) for i in range(3)]
+    _, result = process_day(state, today, day(1), P)
+    ids = {c.topic_id for c in result.clusters}
+    assert ids == {new_topic_id(day(1), 0)}
+    assert [t.is_new for t in result.topics] == [True] and result.topics[0].size == 180
 
 
-def test_one_to_one_two_clusters_cannot_take_the_same_topic():
-    _, ids, registry = registry_after_day1(1)
-    today = [summary(0, near(unit(0), 0.95, seed=1), 10), summary(1, near(unit(0), 0.9, seed=2), 20)]
-    day2 = assign_topics(registry, today, 0.8, DAY2)
-    assert day2[0] == ids[0]  # the more similar cluster continues the topic
-    assert day2[1] == "T20260102-00"
+def test_small_unmatched_groups_join_nearest_or_are_held_as_emerging():
+    state, _ = first_day()
+    near_known = summary(0, near(state.topics[1].centroid, 0.55), size=8)  # below match, above small-join
+    stranger = summary(1, unit(77), size=8)  # matches nothing: not a topic on 16 comments
+    _, result = process_day(state, [near_known, stranger], day(1), P)
+    by = {c.cluster_id: c for c in result.clusters}
+    assert by[0].status == "joined" and by[0].topic_id == state.topics[1].topic_id
+    assert by[1].status == "emerging" and by[1].topic_id is None
+    assert result.emerging_size == 8 and not any(t.is_new for t in result.topics)
 
 
-def test_assignment_prefers_more_continued_topics():
-    def at(degrees: float) -> np.ndarray:
-        v = np.zeros(16, np.float32)
-        v[0], v[1] = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
-        return v
-
-    registry = [TopicState("A", at(10)), TopicState("B", at(-30))]
-    # greedy would give A to cluster 0 (cos 0.98) and leave cluster 1 (cos 0.87 to A, 0.34 to B) new;
-    # the assignment gives B to cluster 0 (cos 0.87) instead so both continue
-    today = [summary(0, at(0), 10), summary(1, at(40), 10)]
-    assert assign_topics(registry, today, 0.8, DAY2) == {0: "B", 1: "A"}
+def test_new_topic_needs_a_share_of_a_big_day():
+    state, _ = first_day()
+    big = [summary(i, near(state.topics[0].centroid, 0.95, seed=100 + i), size=5000) for i in range(2)]
+    newcomer = summary(9, unit(123), size=60)  # 60 comments but 0.6 % of 10 060: below min_new_share
+    _, result = process_day(state, big + [newcomer], day(1), P)
+    assert {c.cluster_id: c.status for c in result.clusters}[9] == "emerging"
 
 
-@pytest.mark.parametrize("cos, continued", [(0.79, False), (0.8, True), (0.81, True)])
-def test_threshold_is_respected(cos, continued):
-    registry = [TopicState("T20251231-00", unit(0))]
-    day2 = assign_topics(registry, [summary(0, near(unit(0), cos))], 0.8, DAY2)
-    assert (day2[0] == "T20251231-00") is continued
+def test_converging_topics_merge_into_the_older_id():
+    a = unit(1)
+    state, _ = process_day(TopicsState(), [summary(0, a, 100)], DAY1, P)
+    b = near(a, 0.5, seed=3)  # far enough to be a new topic on day 2
+    state, r2 = process_day(state, [summary(0, a, 100), summary(1, b, 100)], day(1), P)
+    young = next(t.topic_id for t in r2.topics if t.is_new)
+    # day 3: each topic's own clusters move towards the other (each still nearest its own topic)
+    x, y = normalize_rows(np.vstack([a + 1.2 * b, 1.2 * a + b]))
+    state, r3 = process_day(state, [summary(0, y, 400), summary(1, x, 400)], day(2), P)
+    assert {c.cluster_id: c.status for c in r3.clusters} == {0: "continued", 1: "continued"}
+    assert r3.merged == [(young, "T20260101-00")]
+    assert [t.topic_id for t in state.topics] == ["T20260101-00"]
+    assert state.resolve(young) == "T20260101-00"
+    assert {c.topic_id for c in r3.clusters} == {"T20260101-00"}
+    assert r3.topics[0].absorbed == (young,)
 
 
-def test_deterministic_regardless_of_input_order():
-    _, _, registry = registry_after_day1(5)
-    today = [summary(i, near(unit(i), 0.9, seed=i), 10 + i) for i in range(0, 5, 2)]
-    today += [summary(i, unit(100 + i), 10) for i in range(5, 9)]  # equal sizes: ties broken by id
-    first = assign_topics(registry, today, 0.8, DAY2)
-    assert first == assign_topics(list(reversed(registry)), list(reversed(today)), 0.8, DAY2)
-    assert first == assign_topics(registry, today, 0.8, DAY2)
+def test_label_is_stable_unless_the_topic_moved():
+    assert choose_label("", {"x": 3, "y": 2, "z": 1}, 3, 0.5) == "x / y / z"
+    # a slightly better new top-3 does not rename the topic...
+    assert choose_label("x / y / z", {"x": 3, "y": 2, "z": 1, "w": 1.5}, 3, 0.5) == "x / y / z"
+    # ...a clearly better one does
+    # ...a clearly better term replaces the weakest one in place (the rest of the label stays put)
+    assert choose_label("x / y / z", {"x": 3, "y": 2, "z": 1, "p": 9, "q": 9}, 3, 0.5) == "x / q / p"
+    state, _ = first_day(1)
+    label = state.topics[0].label
+    c = state.topics[0].centroid
+    state, _ = process_day(state, [summary(0, c, 100, ("k0a", "k0b", "k0c"))], day(1), P)
+    # one off day with a reshuffled c-TF-IDF list does not rename it
+    state, _ = process_day(state, [summary(0, c, 100, ("k0b", "k0a", "other"))], day(2), P)
+    assert state.topics[0].label == label == "k0a / k0b / k0c"
+    for k in range(3, 10):  # the conversation really moved
+        state, _ = process_day(state, [summary(0, c, 100, ("refund", "late", "money"))], day(k), P)
+    assert set(state.topics[0].label.split(" / ")) == {"refund", "late", "money"}
 
 
-def test_rerunning_a_day_into_its_own_registry_keeps_ids_unique():
-    clusters, ids, registry = registry_after_day1()
-    extra = clusters + [summary(9, unit(77), 1000)]  # takes rank 00, whose id already exists
-    again = assign_topics(registry, extra, 0.8, DAY1)
-    assert {k: again[k] for k in ids} == ids
-    assert again[9] == "T20260101-00-1"
-    assert len(set(again.values())) == len(extra)
+def test_injected_surge_is_flagged_and_steady_topics_are_not():
+    base = [unit(i) for i in range(4)]
+    state = TopicsState()
+    for k in range(6):  # steady: 4 topics of 250 comments a day
+        state, result = process_day(state, [summary(i, base[i], 250) for i in range(4)], day(k), P)
+        assert not any(t.surging for t in result.topics)
+    sizes = [250, 250, 250, 1250]  # topic 3 triples its share
+    state, result = process_day(state, [summary(i, base[i], s) for i, s in enumerate(sizes)], day(6), P)
+    by = {t.topic_id: t for t in result.topics}
+    surging = [t.topic_id for t in result.topics if t.surging]
+    assert surging == ["T20260101-03"] and by["T20260101-03"].surge_z > 3
+    assert by["T20260101-03"].share == pytest.approx(1250 / 2000)
 
 
-def test_errors_and_empty_inputs():
-    assert assign_topics([], [], 0.8, DAY1) == {}
-    assert assign_topics([TopicState("X", unit(0))], [], 0.8, DAY1) == {}
-    with pytest.raises(ValueError, match="different embedding model"):
-        assign_topics([TopicState("X", unit(0, dim=8))], [summary(0, unit(0))], 0.8, DAY1)
-    with pytest.raises(ValueError, match="threshold"):
-        assign_topics([], [], 1.5, DAY1)
+def test_large_new_topic_is_marked():
+    state, _ = first_day()
+    _, result = process_day(
+        state, [summary(0, unit(500), 400), summary(1, state.topics[0].centroid, 400)], day(1), P
+    )
+    new = [t for t in result.topics if t.is_new]
+    assert len(new) == 1 and new[0].large_new
 
 
-def test_update_registry_moves_matched_and_adds_new():
-    clusters, ids, registry = registry_after_day1(2)
-    today = [summary(0, near(unit(0), 0.9), 10), summary(1, unit(55), 10)]
-    day2 = assign_topics(registry, today, 0.8, DAY2)
-    updated = {t.topic_id: t.centroid for t in update_registry(registry, today, day2, momentum=0.5)}
-    assert set(updated) == set(ids.values()) | {day2[1]}
-    moved = updated[ids[0]]
-    assert np.linalg.norm(moved) == pytest.approx(1, abs=1e-5)
-    assert moved @ unit(0) > 0.9 and moved @ today[0].centroid > 0.9
-    assert np.allclose(updated[ids[1]], registry[1].centroid)
+def test_deterministic_pure_and_order_free():
+    state, _ = first_day()
+    today = [summary(i, near(unit(i % 3), 0.7, seed=100 + i), size=40 + i) for i in range(6)] + [
+        summary(9, unit(9), 90)
+    ]
+    s1, r1 = process_day(state, today, day(1), P)
+    s2, r2 = process_day(state, list(reversed(today)), day(1), P)
+    assert [(c.cluster_id, c.topic_id, c.status) for c in r1.clusters] == [
+        (c.cluster_id, c.topic_id, c.status) for c in r2.clusters
+    ]
+    assert [t.topic_id for t in s1.topics] == [t.topic_id for t in s2.topics]
+    assert len(state.topics) == 3  # the input state was not modified
+
+
+def test_errors():
+    state, _ = first_day()
+    with pytest.raises(ValueError, match="already holds"):
+        process_day(state, [], DAY1, P)
+    with pytest.raises(ValueError, match="unique"):
+        process_day(state, [summary(0, unit(0)), summary(0, unit(1))], day(1), P)
+    with pytest.raises(ValueError, match="dimensions"):
+        process_day(state, [summary(0, unit(0, dim=8))], day(1), P)
+    with pytest.raises(ValueError, match="cosine"):
+        TopicParams(match_threshold=1.5)
+    empty_state, empty = process_day(TopicsState(), [], DAY1, P)
+    assert empty.clusters == [] and empty.topics == [] and empty_state.day_totals == ((DAY1, 0.0),)
+
+
+def test_state_rebuilt_from_table_rows_equals_the_in_memory_chain():
+    """What the asset does (rows of earlier days → state) gives the same result as chaining states."""
+    from embed_dagster.core.topics.matching import rows_for_day, state_from_rows
+
+    base = [unit(i) for i in range(4)]
+    days = [
+        [summary(i, base[i], 200, (f"w{i}", "x", "y")) for i in range(3)],
+        [summary(0, near(base[0], 0.7, seed=201), 50), summary(1, base[1], 250), summary(2, unit(300), 90)],
+        [summary(0, base[0], 100), summary(1, base[1], 900), summary(5, unit(301), 5)],
+        [summary(i, base[i], 300) for i in range(4)],
+    ]
+    memory, stored = TopicsState(), []
+    for k, clusters in enumerate(days):
+        d = day(k)
+        latest: dict[str, dict] = {}
+        for row in stored:  # each topic's most recent row, as the asset's QUALIFY query
+            if row["topic_id"] is not None:
+                latest[row["topic_id"]] = row
+        rebuilt = state_from_rows(
+            list(latest.values()),
+            [r for r in stored if r["absorbed"]],
+            [r for r in stored if r["partition_date"] > d - datetime.timedelta(days=P.surge_window)],
+        )
+        memory_after, expected = process_day(memory, clusters, d, P)
+        rebuilt_after, got = process_day(rebuilt, clusters, d, P)
+        assert [(c.cluster_id, c.topic_id, c.status) for c in got.clusters] == [
+            (c.cluster_id, c.topic_id, c.status) for c in expected.clusters
+        ]
+        assert [(t.topic_id, t.label, t.surging) for t in got.topics] == [
+            (t.topic_id, t.label, t.surging) for t in expected.topics
+        ]
+        stored += [{**r, "partition_date": d} for r in rows_for_day(got, rebuilt_after, clusters)]
+        memory = memory_after
+    emerging = [r for r in stored if r["status"] == "emerging"]
+    assert emerging and all(r["topic_id"] is None and r["topic_centroid"] is None for r in emerging)
+
+
+def test_rerunning_a_day_from_the_same_state_gives_the_same_ids():
+    state, _ = first_day()
+    today = [summary(0, unit(40), 120), summary(1, state.topics[2].centroid, 80)]
+    first = process_day(state, today, day(1), P)[1]
+    again = process_day(state, today, day(1), P)[1]
+    assert [(c.cluster_id, c.topic_id) for c in first.clusters] == [
+        (c.cluster_id, c.topic_id) for c in again.clusters
+    ]
+    assert first.clusters[0].topic_id == "T20260102-00"

