@@ -22,7 +22,7 @@ endif
 SYNC := $(UV) sync --frozen --inexact
 
 .PHONY: demo test test-fast test-faults test-ui ui lock check-deps bench bench-embed bench-cache \
-	bench-cluster bench-topics lint clean
+	bench-cluster bench-topics bench-backfill lint clean
 
 # uv itself, when the machine has none: a pinned release from PyPI into .tools/ (git-ignored).
 $(CURDIR)/.tools/bin/uv:
@@ -80,7 +80,7 @@ check-deps: $(VENV)/.dev
 ui: $(VENV)/.base $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h $(UI_HOST) -p $(UI_PORT)
 
-bench: bench-embed bench-cache bench-cluster
+bench: bench-embed bench-cache bench-cluster bench-backfill
 
 bench-embed: $(VENV)/.dev
 	$(BIN)/python -m bench.bench_embed
@@ -95,6 +95,11 @@ bench-cluster: $(VENV)/.dev
 bench-topics: $(VENV)/.dev
 	$(SYNC) --extra dev --extra numba
 	$(BIN)/python -m bench.bench_topics
+
+# A 30,000-comment day through `dagster asset materialize`, against the design before the in-process
+# embedder (a git worktree of that commit), and 1M comments through ingest + dedup.
+bench-backfill: $(VENV)/.dev
+	$(BIN)/python -m bench.bench_backfill
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
