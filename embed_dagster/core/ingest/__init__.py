@@ -77,14 +77,20 @@ import pyarrow as pa
 
 from .common import (
     FORMATS,
+    RAW_MAX_CHARS,
     REJECTED_SCHEMA,
     REQUIRED_FIELDS,
     VALID_SCHEMA,
     _create_tables,
+    _File,
+    _reject_file,
     _reject_unsupported,
+    read_head,
+    text_encoding_problem,
 )
+from .counts import count_rows
 from .csv_format import _read_csv
-from .files import _as_date, _list_files, partition_dir
+from .files import Entry, _as_date, check_alias_folder, file_format, list_day, partition_dir, scan_landing
 from .jsonl import _read_json
 from .parquet import _read_parquet
 from .validate import _BLANK_TEXT_RE, _REJECTED_SQL, _VALID_SQL, _check, _stats
@@ -97,8 +103,12 @@ __all__ = [
     "_BLANK_TEXT_RE",
     "IngestResult",
     "partition_dir",
+    "scan_landing",
     "read_landing_partition",
 ]
+
+DUCKDB_MEMORY_MB = 384  # the fixed part of ingest's memory budget; DuckDB spills to disk beyond it
+
 
 @dataclass(frozen=True)
 class IngestResult:
@@ -117,37 +127,96 @@ class IngestResult:
 
 
 def read_landing_partition(
-    landing_root: Path | str, partition_date: dt.date | str, max_text_chars: int = 20000
+    landing_root: Path | str,
+    partition_date: dt.date | str,
+    max_text_chars: int = 20000,
+    memory_limit_mb: int = DUCKDB_MEMORY_MB,
 ) -> IngestResult:
-    """Parse every file of one day; see the module docstring for the policies."""
+    """Parse every file of one day; see the module docstring for the policies.
+
+    Memory: JSON Lines are parsed in blocks, and DuckDB works in a database file in a private temp
+    folder with ``memory_limit_mb``, spilling beyond it, so peak memory is about the result tables
+    (roughly the size of the valid text) plus a fixed budget, not a multiple of the file.
+    """
     day = _as_date(partition_date)
     if isinstance(max_text_chars, bool) or not isinstance(max_text_chars, int) or max_text_chars < 1:
         raise ValueError(f"max_text_chars must be a positive integer, got {max_text_chars!r}")
     root = Path(landing_root)
-    files, ignored = _list_files(root, partition_dir(root, day))
+    listing = list_day(root, partition_dir(root, day))
     warnings: list[str] = []
-    con = duckdb.connect()
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        _create_tables(con)
-        with tempfile.TemporaryDirectory(prefix="embed_dagster_ingest_") as tmp:
-            for f in files:
+    with tempfile.TemporaryDirectory(prefix="embed_dagster_ingest_") as tmp_name:
+        tmp = Path(tmp_name)
+        check_alias_folder(tmp)
+        (tmp / "links").mkdir()
+        con = duckdb.connect(str(tmp / "ingest.duckdb"))
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            con.execute(f"SET memory_limit = '{int(memory_limit_mb)}MB'")
+            con.execute("SET temp_directory = ?", [str(tmp / "spill")])
+            con.execute("SET preserve_insertion_order = false")
+            _create_tables(con)
+            files, landing_rows = [], {}
+            for idx, entry in enumerate(listing.entries):
+                f = _alias(idx, root, partition_dir(root, day), entry, tmp / "links")
+                files.append(f)
+                landing_rows[f.source_file] = count_rows(entry.real, None if entry.refused else f.fmt)
                 con.execute(
                     "INSERT INTO files VALUES (?, ?, ?, ?)", [f.idx, f.source_file, f.name, f.fmt or "other"]
                 )
-                if f.fmt in ("jsonl", "json"):
-                    _read_json(con, f)
-                elif f.fmt == "csv":
-                    _read_csv(con, f, Path(tmp))
-                elif f.fmt == "parquet":
-                    _read_parquet(con, f, warnings)
-                else:
-                    _reject_unsupported(con, f)
-        _check(con, max_text_chars)
-        valid = con.sql(_VALID_SQL).to_arrow_table().cast(VALID_SCHEMA)
-        rejected = con.sql(_REJECTED_SQL).to_arrow_table().cast(REJECTED_SCHEMA)
-        stats = _stats(con, day, files, ignored, warnings)
-    finally:
-        con.close()
+                _read_one(con, f, tmp, warnings)
+            _check(con, max_text_chars)
+            valid = con.sql(_VALID_SQL).to_arrow_table().cast(VALID_SCHEMA)
+            rejected = con.sql(_REJECTED_SQL).to_arrow_table().cast(REJECTED_SCHEMA)
+            stats = _stats(con, day, files, listing.ignored, warnings)
+        finally:
+            con.close()
+    stats["landing_rows"] = sum(landing_rows.values())
+    by_file = _rows_by_file(valid, rejected)
+    stats["landing_rows_mismatch"] = {
+        sf: {"in_file": n, "read": by_file.get(sf, 0)}
+        for sf, n in landing_rows.items()
+        if by_file.get(sf, 0) != n
+    }
     return IngestResult(valid=valid, rejected=rejected, stats=stats)
 
+
+def _alias(idx: int, root: Path, day_dir: Path, entry: Entry, links: Path) -> _File:
+    """A _File whose ``path`` is a plain-named link to the resolved file (see ``_File``)."""
+    source_file = (day_dir / entry.rel).relative_to(root).as_posix() if entry.rel != "." else (
+        day_dir.relative_to(root).as_posix()
+    )
+    fmt = file_format(entry.rel)
+    if entry.real is None:
+        return _File(idx, links / f"refused{idx}", source_file, entry.rel, fmt, entry.refused)
+    alias = links / f"f{idx}{Path(entry.rel).suffix.lower() if fmt else ''}"
+    alias.symlink_to(entry.real)
+    return _File(idx, alias, source_file, entry.rel, fmt)
+
+
+def _read_one(con: duckdb.DuckDBPyConnection, f: _File, tmp: Path, warnings: list[str]) -> None:
+    if f.refused is not None:
+        _reject_file(con, f, "refused_entry", f"{f.name}: {f.refused}", raw="")
+        return
+    if f.fmt in ("jsonl", "json", "csv"):
+        head = read_head(f.path)
+        problem = text_encoding_problem(head)
+        if problem:
+            raw = head[:RAW_MAX_CHARS].decode("utf-16", errors="replace").replace("\x00", "")
+            _reject_file(con, f, "wrong_encoding", problem, raw=raw)
+            return
+    if f.fmt in ("jsonl", "json"):
+        _read_json(con, f)
+    elif f.fmt == "csv":
+        _read_csv(con, f, tmp)
+    elif f.fmt == "parquet":
+        _read_parquet(con, f, warnings)
+    else:
+        _reject_unsupported(con, f)
+
+
+def _rows_by_file(valid: pa.Table, rejected: pa.Table) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for table in (valid, rejected):
+        for sf in table.column("source_file").to_pylist():
+            out[sf] = out.get(sf, 0) + 1
+    return out

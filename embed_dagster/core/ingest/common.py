@@ -56,12 +56,19 @@ _TS_TYPES = {"TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_S", "TIMESTAMP_
 
 @dataclass(frozen=True)
 class _File:
+    """One landing entry to read (or to refuse, when ``refused`` holds the reason).
+
+    ``path`` is what the readers open: a link with a plain generated name in a private temp folder,
+    pointing at the resolved file. DuckDB expands ``*``, ``?`` and ``[...]`` in any path it is
+    given, so a landing file named ``*.csv`` must never reach it by its own name.
+    """
+
     idx: int
     path: Path
     source_file: str  # relative to landing_root, with forward slashes
-    name: str
+    name: str  # relative to the day folder (``batch.parquet/part-0.parquet`` for nested files)
     fmt: str | None
-
+    refused: str | None = None
 
 
 def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -74,12 +81,13 @@ def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
         """CREATE TEMP TABLE cand (
             file_idx INTEGER, source_row BIGINT, raw VARCHAR, pcode VARCHAR, preason VARCHAR,
             comment_id VARCHAR, cid_problem VARCHAR, text VARCHAR, text_problem VARCHAR,
-            created_at_str VARCHAR, created_at_ts TIMESTAMPTZ, ts_problem VARCHAR, extra VARCHAR)"""
+            created_at_str VARCHAR, created_at_ts TIMESTAMPTZ, ts_problem VARCHAR, extra VARCHAR,
+            fields VARCHAR)"""
     )
 
 
 # ----------------------------------------------------------------------------------------- lines
-def _load_lines(con: duckdb.DuckDBPyConnection, data: bytes, table: str) -> None:
+def _load_lines(con: duckdb.DuckDBPyConnection, data: bytes, table: str, first: int = 1) -> None:
     """Split bytes into physical lines and flag the non-UTF-8 ones.
 
     Splitting the bytes before decoding matters: decoding a whole file with replacement can swallow
@@ -99,7 +107,7 @@ def _load_lines(con: duckdb.DuckDBPyConnection, data: bytes, table: str) -> None
             except UnicodeDecodeError:
                 lines.append(raw.decode("utf-8", errors="replace"))
                 bad.append(True)
-    numbers = pa.array(np.arange(1, len(lines) + 1, dtype=np.int64))
+    numbers = pa.array(np.arange(first, first + len(lines), dtype=np.int64))
     con.register("_raw_lines", pa.table({"n": numbers, "txt": pa.array(lines, pa.string()),
                                          "bad_utf8": pa.array(bad, pa.bool_())}))
     try:
@@ -111,6 +119,32 @@ def _load_lines(con: duckdb.DuckDBPyConnection, data: bytes, table: str) -> None
         )
     finally:
         con.unregister("_raw_lines")
+
+
+BOM = b"\xef\xbb\xbf"
+READ_BLOCK = 16 << 20  # bytes of JSON Lines parsed per batch: bounds memory for any file size
+
+
+def text_encoding_problem(head: bytes) -> str | None:
+    """A reason when a text file is UTF-16/UTF-32 rather than UTF-8 (seen from its first bytes).
+
+    Read as UTF-8, such a file turns into phantom rows whose reasons never mention the encoding;
+    one clear file-level row is more useful. Detected by the byte-order mark, or, without one, by
+    NUL bytes in every other position of ASCII-range text (what UTF-16 looks like).
+    """
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "file is UTF-16 (byte-order mark found); convert it to UTF-8"
+    sample = head[:4096]
+    if len(sample) >= 8 and sample.count(0) * 3 >= len(sample) and (
+        sample[1::2].count(0) * 4 >= len(sample) or sample[0::2].count(0) * 4 >= len(sample)
+    ):
+        return "file is UTF-16 (no byte-order mark; every other byte is NUL); convert it to UTF-8"
+    return None
+
+
+def read_head(path: Path, n: int = 4096) -> bytes:
+    with path.open("rb") as fh:
+        return fh.read(n)
 
 
 def _reject_all_lines(con: duckdb.DuckDBPyConnection, f: _File, data: bytes, code: str, reason: str) -> None:
@@ -138,13 +172,17 @@ def _first_line(exc: Exception) -> str:
     return (lines[0] if lines else type(exc).__name__)[:300]
 
 
-def _reject_file(con: duckdb.DuckDBPyConnection, f: _File, code: str, reason: str) -> None:
-    with f.path.open("rb") as fh:
-        head = fh.read(RAW_MAX_CHARS)
+def _reject_file(
+    con: duckdb.DuckDBPyConnection, f: _File, code: str, reason: str, raw: str | None = None
+) -> None:
+    head = b""
+    if f.refused is None and raw is None:  # a refused entry is never read (it may be /proc/self/environ)
+        with f.path.open("rb") as fh:
+            head = fh.read(RAW_MAX_CHARS)
     con.execute(
         "INSERT INTO cand BY NAME "
         "SELECT ? AS file_idx, NULL AS source_row, ? AS raw, ? AS pcode, ? AS preason",
-        [f.idx, head.decode("utf-8", errors="replace"), code, reason],
+        [f.idx, raw if raw is not None else head.decode("utf-8", errors="replace"), code, reason],
     )
 
 
@@ -154,6 +192,6 @@ def _reject_unsupported(con: duckdb.DuckDBPyConnection, f: _File) -> None:
         con,
         f,
         "unsupported_file",
-        f"unsupported file type {f.path.suffix or '(no extension)'!r}; expected one of {kinds}",
+        f"unsupported file type {Path(f.name).suffix or '(no extension)'!r}; expected one of {kinds}",
     )
 

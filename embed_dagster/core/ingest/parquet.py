@@ -29,7 +29,8 @@ def _read_parquet(con: duckdb.DuckDBPyConnection, f: _File, warnings: list[str])
     def column(name: str, ok_types: set[str], expected: str) -> tuple[str, str]:
         col = by_lower.get(name)
         if col is None:
-            return "NULL", _sql_str(f"Parquet file has no {name!r} column")
+            present = ", ".join(types)[:200]
+            return "NULL", _sql_str(f"Parquet file has no {name!r} column (columns present: {present})")
         if col in bad_cols:
             return "NULL", _sql_str(f"Parquet column {col!r} holds invalid UTF-8")
         if types[col] not in ok_types:

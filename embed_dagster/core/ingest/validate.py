@@ -9,10 +9,18 @@ import duckdb
 from .common import MAX_COMMENT_ID_CHARS, RAW_MAX_CHARS, _File
 
 # ISO-8601 shapes we accept; DuckDB's cast alone would also take 'infinity', 'epoch' and zone names.
-_ISO_RE = r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?\s*([Zz]|[+-]\d{2}(:?\d{2})?)?"
+# Offsets are bounded to what exists (-12:00 .. +14:00, written as at most +-14:59), so ``+25:00``
+# is refused instead of silently shifting the time by a day.
+_ISO_RE = r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?\s*([Zz]|[+-](0\d|1[0-4])(:?[0-5]\d)?)?"
+# Accepted instants: [1970-01-01, 2100-01-01) UTC. Year 0 or 9999 are placeholders or overflow,
+# not comment times. Fixed bounds, not "now", so a re-run of an old day gives the same rows.
+CREATED_AT_MIN = "1970-01-01 00:00:00+00"
+CREATED_AT_MAX = "2100-01-01 00:00:00+00"
 _BLANK_TEXT_RE = r"[\s\p{Z}\p{Cc}\p{Cf}]*"
 
-# ------------------------------------------------------------------------------------ validation
+# Names the fields a row did have, so "text is missing" on {"Body": ...} explains itself.
+_PRESENT = "coalesce(' (fields present: ' || nullif(left(fields, 200), '') || ')', '')"
+
 def _check(con: duckdb.DuckDBPyConnection, max_text_chars: int) -> None:
     """Value checks shared by all formats, then the within-day duplicate check on what survived."""
     con.execute(
@@ -27,7 +35,7 @@ def _check(con: duckdb.DuckDBPyConnection, max_text_chars: int) -> None:
                 WHEN pcode IS NOT NULL THEN {{'code': pcode, 'reason': preason}}
                 WHEN cid_problem IS NOT NULL THEN {{'code': 'bad_comment_id', 'reason': cid_problem}}
                 WHEN cid IS NULL OR cid = '' THEN {{'code': 'missing_comment_id',
-                    'reason': 'comment_id is missing or empty'}}
+                    'reason': 'comment_id is missing or empty' || {_PRESENT}}}
                 WHEN length(cid) > {MAX_COMMENT_ID_CHARS} THEN {{'code': 'bad_comment_id',
                     'reason': 'comment_id longer than {MAX_COMMENT_ID_CHARS} characters ('
                               || length(cid) || ')'}}
@@ -35,7 +43,7 @@ def _check(con: duckdb.DuckDBPyConnection, max_text_chars: int) -> None:
                     'reason': 'comment_id contains control characters'}}
                 WHEN text_problem IS NOT NULL THEN {{'code': 'bad_text', 'reason': text_problem}}
                 WHEN text IS NULL THEN {{'code': 'missing_text',
-                    'reason': 'text is missing (null or absent)'}}
+                    'reason': 'text is missing (null or absent)' || {_PRESENT}}}
                 WHEN text = '' THEN {{'code': 'empty_text', 'reason': 'text is empty'}}
                 WHEN regexp_full_match(text, '{_BLANK_TEXT_RE}') THEN {{'code': 'empty_text',
                     'reason': 'text is empty: only whitespace or invisible characters'}}
@@ -43,10 +51,15 @@ def _check(con: duckdb.DuckDBPyConnection, max_text_chars: int) -> None:
                     'reason': 'text longer than {max_text_chars} characters (' || length(text) || ')'}}
                 WHEN ts_problem IS NOT NULL THEN {{'code': 'bad_created_at', 'reason': ts_problem}}
                 WHEN created_at_ts IS NULL AND trim(coalesce(created_at_str, '')) = ''
-                    THEN {{'code': 'missing_created_at', 'reason': 'created_at is missing or empty'}}
+                    THEN {{'code': 'missing_created_at',
+                           'reason': 'created_at is missing or empty' || {_PRESENT}}}
                 WHEN ts IS NULL OR NOT isfinite(ts) THEN {{'code': 'bad_created_at',
                     'reason': 'created_at ''' || left(coalesce(created_at_str, ts::VARCHAR), 80)
                               || ''' is not an ISO-8601 timestamp (e.g. 2025-01-31T12:00:00Z)'}}
+                WHEN ts < TIMESTAMPTZ '{CREATED_AT_MIN}' OR ts >= TIMESTAMPTZ '{CREATED_AT_MAX}'
+                    THEN {{'code': 'bad_created_at',
+                    'reason': 'created_at ''' || left(coalesce(created_at_str, ts::VARCHAR), 80)
+                              || ''' is outside the accepted range 1970-01-01 .. 2099-12-31'}}
             END AS verdict
             FROM c),
         d AS (
