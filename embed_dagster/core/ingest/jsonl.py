@@ -134,7 +134,7 @@ def _insert_json_rows(con: duckdb.DuckDBPyConnection, f: _File, noun: str) -> No
             FROM kk),
         t AS (
             SELECT *,
-                CASE WHEN pcode IS NULL AND dup_keys IS NULL THEN json_type(line, cid_path) END AS cid_t,
+                CASE WHEN pcode IS NULL AND len(cid_keys) <= 1 THEN json_type(line, cid_path) END AS cid_t,
                 CASE WHEN pcode IS NULL AND dup_keys IS NULL THEN json_type(line, text_path) END AS text_t,
                 CASE WHEN pcode IS NULL AND dup_keys IS NULL THEN json_type(line, ts_path) END AS ts_t
             FROM kp)
