@@ -455,7 +455,9 @@ def test_parquet_native_types_extra_and_type_errors(tmp_path):
     assert r[("a.parquet", 2)] == "text is empty"
     assert r[("b.parquet", 1)] == r[("b.parquet", 2)] == "text column has type BIGINT, expected a string"
     assert r[("c.parquet", 1)] == "comment_id column has type DOUBLE, expected a string"
-    assert r[("d.parquet", 1)] == "Parquet file has no 'created_at' column (columns present: comment_id, text)"
+    assert r[("d.parquet", 1)] == (
+        "Parquet file has no 'created_at' column (columns present: comment_id, text)"
+    )
     assert json.loads(res.rejected.to_pylist()[0]["raw"])["text"] == ""
 
 
