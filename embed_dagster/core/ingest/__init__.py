@@ -107,7 +107,7 @@ __all__ = [
     "read_landing_partition",
 ]
 
-DUCKDB_MEMORY_MB = 384  # the fixed part of ingest's memory budget; DuckDB spills to disk beyond it
+DUCKDB_MEMORY_MB = 192  # the fixed part of ingest's memory budget; DuckDB spills to disk beyond it
 
 
 @dataclass(frozen=True)
@@ -165,8 +165,8 @@ def read_landing_partition(
                 )
                 _read_one(con, f, tmp, warnings)
             _check(con, max_text_chars)
-            valid = con.sql(_VALID_SQL).to_arrow_table().cast(VALID_SCHEMA)
-            rejected = con.sql(_REJECTED_SQL).to_arrow_table().cast(REJECTED_SCHEMA)
+            valid = _fetch(con, _VALID_SQL, VALID_SCHEMA)
+            rejected = _fetch(con, _REJECTED_SQL, REJECTED_SCHEMA)
             stats = _stats(con, day, files, listing.ignored, warnings)
         finally:
             con.close()
@@ -212,6 +212,16 @@ def _read_one(con: duckdb.DuckDBPyConnection, f: _File, tmp: Path, warnings: lis
         _read_parquet(con, f, warnings)
     else:
         _reject_unsupported(con, f)
+
+
+def _fetch(con: duckdb.DuckDBPyConnection, sql: str, schema: pa.Schema) -> pa.Table:
+    """The result as Arrow, streamed in record batches and cast batch by batch.
+
+    Fetching a whole result at once holds DuckDB's copy, Arrow's copy and the cast's copy together
+    (measured: 3x the valid text); batch by batch only the final table stays.
+    """
+    reader = con.execute(sql).fetch_record_batch(64 * 1024)
+    return pa.Table.from_batches((b.cast(schema) for b in reader), schema=schema)
 
 
 def _rows_by_file(valid: pa.Table, rejected: pa.Table) -> dict[str, int]:

@@ -73,12 +73,12 @@ class _File:
 
 def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
-        "CREATE TEMP TABLE files (file_idx INTEGER, source_file VARCHAR, file_name VARCHAR, fmt VARCHAR)"
+        "CREATE TABLE files (file_idx INTEGER, source_file VARCHAR, file_name VARCHAR, fmt VARCHAR)"
     )
     # One row per input row. pcode/preason: the row could not be read at all (parse level).
     # *_problem: the field has the wrong type. Value-level checks happen later, in _check.
     con.execute(
-        """CREATE TEMP TABLE cand (
+        """CREATE TABLE cand (
             file_idx INTEGER, source_row BIGINT, raw VARCHAR, pcode VARCHAR, preason VARCHAR,
             comment_id VARCHAR, cid_problem VARCHAR, text VARCHAR, text_problem VARCHAR,
             created_at_str VARCHAR, created_at_ts TIMESTAMPTZ, ts_problem VARCHAR, extra VARCHAR,
@@ -112,7 +112,7 @@ def _load_lines(con: duckdb.DuckDBPyConnection, data: bytes, table: str, first: 
                                          "bad_utf8": pa.array(bad, pa.bool_())}))
     try:
         con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE {table} AS
+            f"""CREATE OR REPLACE TABLE {table} AS
             SELECT n, regexp_replace(txt, '\\r$', '') AS line, bad_utf8,
                    NOT bad_utf8 AND regexp_full_match(txt, '\\s*') AS blank
             FROM _raw_lines"""
@@ -122,7 +122,7 @@ def _load_lines(con: duckdb.DuckDBPyConnection, data: bytes, table: str, first: 
 
 
 BOM = b"\xef\xbb\xbf"
-READ_BLOCK = 16 << 20  # bytes of JSON Lines parsed per batch: bounds memory for any file size
+READ_BLOCK = 4 << 20  # bytes of JSON Lines parsed per batch: bounds memory for any file size
 
 
 def text_encoding_problem(head: bytes) -> str | None:
