@@ -58,9 +58,41 @@ def scrub(text: object, extra: Iterable[str | None] = ()) -> str:
     The one scrubber for strings from servers, files and exceptions; idempotent, never raises.
     """
     out = str(text)
-    for secret in sorted({*_SECRETS, *(e for e in extra if e and len(e) >= _MIN_SECRET_CHARS)},
-                         key=len, reverse=True):
+    for secret in all_secrets(extra):
         out = out.replace(secret, "***")
     for pattern in (_SCHEME_RE, _ASSIGN_RE):
         out = pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}***", out)
     return _KEY_SHAPE_RE.sub("***", out)
+
+
+SECRET_ENV_VARS = ("SGLANG_API_KEY", "REDIS_PASSWORD", "REDIS_URL")
+
+
+def env_secrets(names: Iterable[str] = SECRET_ENV_VARS) -> list[str]:
+    """The secrets this deployment passes through the environment (a URL contributes its password).
+
+    For code that handles file or server text without holding the resources that own the secrets
+    (ingest's quarantine rows): scrub with these too.
+    """
+    import os
+
+    out = []
+    for name in names:
+        value = os.environ.get(name)
+        if not value:
+            continue
+        if "://" in value:
+            try:
+                parts = urlsplit(value)
+                value = parts.password or (parts.username if "@" in parts.netloc else None)
+            except ValueError:
+                value = None
+        if value and len(value) >= _MIN_SECRET_CHARS:
+            out.append(value)
+    return out
+
+
+def all_secrets(extra: Iterable[str | None] = ()) -> list[str]:
+    """Registered secrets plus ``extra``, longest first (so a secret containing another goes first)."""
+    found = {*_SECRETS, *(e for e in extra if e and len(e) >= _MIN_SECRET_CHARS)}
+    return sorted(found, key=len, reverse=True)

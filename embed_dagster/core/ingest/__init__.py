@@ -69,11 +69,15 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
+
+from embed_dagster.core.redact import all_secrets
 
 from .common import (
     FORMATS,
@@ -131,12 +135,16 @@ def read_landing_partition(
     partition_date: dt.date | str,
     max_text_chars: int = 20000,
     memory_limit_mb: int = DUCKDB_MEMORY_MB,
+    secrets: Iterable[str] = (),
 ) -> IngestResult:
     """Parse every file of one day; see the module docstring for the policies.
 
     Memory: JSON Lines are parsed in blocks, and DuckDB works in a database file in a private temp
     folder with ``memory_limit_mb``, spilling beyond it, so peak memory is about the result tables
     (roughly the size of the valid text) plus a fixed budget, not a multiple of the file.
+
+    ``secrets`` (plus those registered with ``redact.register_secret``) are replaced by ``***`` in
+    the rejected rows' ``raw`` and ``reason``: quarantine is stored and previewed in metadata.
     """
     day = _as_date(partition_date)
     if isinstance(max_text_chars, bool) or not isinstance(max_text_chars, int) or max_text_chars < 1:
@@ -166,7 +174,7 @@ def read_landing_partition(
                 _read_one(con, f, tmp, warnings)
             _check(con, max_text_chars)
             valid = _fetch(con, _VALID_SQL, VALID_SCHEMA)
-            rejected = _fetch(con, _REJECTED_SQL, REJECTED_SCHEMA)
+            rejected = _scrub_rejected(_fetch(con, _REJECTED_SQL, REJECTED_SCHEMA), secrets)
             stats = _stats(con, day, files, listing.ignored, warnings)
         finally:
             con.close()
@@ -222,6 +230,18 @@ def _fetch(con: duckdb.DuckDBPyConnection, sql: str, schema: pa.Schema) -> pa.Ta
     """
     reader = con.execute(sql).fetch_record_batch(64 * 1024)
     return pa.Table.from_batches((b.cast(schema) for b in reader), schema=schema)
+
+
+def _scrub_rejected(rejected: pa.Table, secrets: Iterable[str]) -> pa.Table:
+    found = all_secrets(secrets)
+    if not found or not rejected.num_rows:
+        return rejected
+    for name in ("raw", "reason"):
+        col = rejected.column(name)
+        for secret in found:
+            col = pc.replace_substring(col, secret, "***")
+        rejected = rejected.set_column(rejected.schema.get_field_index(name), name, col)
+    return rejected
 
 
 def _rows_by_file(valid: pa.Table, rejected: pa.Table) -> dict[str, int]:
