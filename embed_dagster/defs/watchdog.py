@@ -71,9 +71,9 @@ def process_alive(pid: int, not_after: float | None = None) -> bool:
     return True
 
 
-def _worker(instance: dg.DagsterInstance, run_id: str) -> tuple[int | None, float | None, set[int]]:
-    """(run worker pid, when it was reported, pids of the run's step processes)."""
-    worker, when, steps = None, None, set()
+def _worker(instance: dg.DagsterInstance, run_id: str) -> tuple[int | None, float | None, dict[int, float]]:
+    """(run worker pid, when it was reported, {step process pid: when its step started})."""
+    worker, when, steps = None, None, {}
     kinds = {DagsterEventType.ENGINE_EVENT, DagsterEventType.STEP_START}
     for entry in instance.all_logs(run_id, of_type=kinds):
         event = entry.dagster_event
@@ -83,7 +83,7 @@ def _worker(instance: dg.DagsterInstance, run_id: str) -> tuple[int | None, floa
         if event.event_type == DagsterEventType.ENGINE_EVENT and text.startswith(_STARTED):
             worker, when = int(text[len(_STARTED):].split(")")[0]), entry.timestamp
         elif event.step_key and event.pid and event.pid != worker:
-            steps.add(event.pid)
+            steps[event.pid] = entry.timestamp
     return worker, when, steps
 
 
@@ -101,8 +101,8 @@ def fail_dead_runs(instance: dg.DagsterInstance, log) -> list[str]:
         pid, when, step_pids = _worker(instance, run.run_id)
         if pid is None or process_alive(pid, when):
             continue
-        for step_pid in step_pids:
-            if process_alive(step_pid, None) and step_pid != os.getpid():
+        for step_pid, step_when in step_pids.items():  # start-time check: never a reused pid
+            if process_alive(step_pid, step_when) and step_pid != os.getpid():
                 try:
                     os.kill(step_pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):

@@ -3,7 +3,8 @@
 Run A embeds against a fault server that answers only after a long delay, so it sits in
 fresh_embeddings holding the ``embedding_server`` slot. Run B (another day) then waits for that
 slot: its log must say at INFO which run holds it. A's run worker is SIGKILLed; within 2 minutes A
-must be FAILURE and no slot may be held by it any more (the dead_run_watchdog sensor).
+must be FAILURE and no slot may be held by it any more (the dead_run_watchdog sensor), and its
+orphaned step process must be gone.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import date
 import dagster as dg
 import pytest
 
+from embed_dagster.defs.watchdog import _worker, process_alive
 from embed_dagster.dev.sample_data import generate_landing
 from embed_dagster_tests.support.dagster_procs import (
     DagsterDev,
@@ -82,8 +84,10 @@ def test_d1_a_killed_run_frees_its_slot_and_is_marked_failed(tmp_path, fault_fig
             [note] = _wait("run B told which run holds the slot", told_b, 180, dev, step_s=3)[:1]
             assert note["level"] == "INFO"
 
-            pid = dev.run_worker_pid(run_a)
-            assert pid, "run A's worker process not found"
+            # the run worker itself (not a step process: the run worker notices a dead step and
+            # fails the run on its own), as the OOM killer or `kill -9` would hit it
+            pid, _, step_pids = _worker(instance, run_a)
+            assert pid and step_pids, "run A's worker process not found"
             fault_figures.add("faults_injected")
             os.kill(pid, signal.SIGKILL)
             killed_at = time.monotonic()
@@ -96,6 +100,11 @@ def test_d1_a_killed_run_frees_its_slot_and_is_marked_failed(tmp_path, fault_fig
                 fault_figures.add("hung_runs")
                 raise
             took = time.monotonic() - killed_at
+            messages = [m.get("message") or "" for m in run_messages(dev.gql, run_a)]
+            failure = [m for m in messages if "is gone" in m]
+            assert failure and f"run worker process {pid} is gone" in failure[0]
+            # orphaned step processes were killed
+            assert not any(process_alive(p, when) for p, when in step_pids.items())
             fault_figures.add("hung_runs", int(took > LIMIT_S))
             assert took <= LIMIT_S, f"took {took:.0f} s"
             fault_figures.add("partitions_recovered")
