@@ -79,9 +79,13 @@ def _worker(instance: dg.DagsterInstance, run_id: str) -> tuple[int | None, floa
         event = entry.dagster_event
         if event is None:
             continue
-        text = entry.user_message or ""
+        text = event.message or entry.user_message or ""
         if event.event_type == DagsterEventType.ENGINE_EVENT and text.startswith(_STARTED):
             worker, when = int(text[len(_STARTED):].split(")")[0]), entry.timestamp
+        elif event.event_type == DagsterEventType.ENGINE_EVENT and worker is None and event.pid \
+                and not event.step_key:
+            # "Executing steps using multiprocess executor: parent process (pid: N)": the run worker
+            worker, when = event.pid, entry.timestamp
         elif event.step_key and event.pid and event.pid != worker:
             steps[event.pid] = entry.timestamp
     return worker, when, steps
