@@ -23,6 +23,7 @@ is failed and its slots are free within about 30 s (one tick plus the daemon's s
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -121,6 +122,32 @@ def fail_dead_runs(instance: dg.DagsterInstance, log) -> list[str]:
     return failed
 
 
+def kill_orphaned_steps(instance: dg.DagsterInstance, log, window_s: float = 3600) -> int:
+    """Kill step processes still alive after their run ended (failed or cancelled in the last hour).
+
+    When a run worker is killed, Dagster's code server may mark the run failed itself, and the
+    daemon then frees its slots, but the step process it had started lives on and keeps writing
+    while the next run holds the slot.
+    """
+    killed = 0
+    if type(instance.run_launcher).__name__ != "DefaultRunLauncher":
+        return killed
+    ended = dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED],
+                          updated_after=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=window_s))
+    for record in instance.get_run_records(ended):
+        _, _, step_pids = _worker(instance, record.dagster_run.run_id)
+        for step_pid, step_when in step_pids.items():
+            if step_pid != os.getpid() and process_alive(step_pid, step_when):
+                try:
+                    os.kill(step_pid, signal.SIGKILL)
+                    killed += 1
+                    log.warning(f"run {record.dagster_run.run_id} has ended but its step process {step_pid} "
+                                "was still running: killed it")
+                except (ProcessLookupError, PermissionError):
+                    pass
+    return killed
+
+
 def report_blocked_steps(instance: dg.DagsterInstance, told: dict[str, str], log) -> dict[str, str]:
     """One INFO event per waiting run and holder: "pool X: waiting for run R (step S)"."""
     storage = instance.event_log_storage
@@ -158,7 +185,9 @@ def dead_run_watchdog(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     started = time.monotonic()
     told = json.loads(context.cursor) if context.cursor else {}
     failed = fail_dead_runs(context.instance, context.log)
+    orphans = kill_orphaned_steps(context.instance, context.log)
     told = report_blocked_steps(context.instance, told, context.log)
     context.update_cursor(json.dumps(told))
     what = f"failed {len(failed)} dead run(s): {', '.join(failed)}" if failed else "no dead runs"
+    what += f"; killed {orphans} orphaned step process(es)" if orphans else ""
     return dg.SkipReason(f"{what}; {len(told)} blocked step(s) told ({time.monotonic() - started:.2f} s)")

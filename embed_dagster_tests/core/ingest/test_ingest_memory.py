@@ -16,7 +16,7 @@ import pytest
 
 from embed_dagster_tests.support.ingest_memory import write_jsonl
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
 
 FILE_MB = 100
 FIXED_BUDGET_MB = 512
