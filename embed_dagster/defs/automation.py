@@ -1,7 +1,6 @@
 """The partitioned job, its daily schedule, and the landing-folder sensor."""
 
 import json
-import re
 from pathlib import Path
 
 import dagster as dg
