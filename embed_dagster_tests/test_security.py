@@ -268,3 +268,41 @@ def test_defaults_bind_loopback():
     assert "-h $(UI_HOST)" in ui_recipe
     shipped = [*REPO.glob("embed_dagster/**/*.py"), REPO / "Makefile", *REPO.glob("*.yaml")]
     assert not [p.name for p in shipped if "0.0.0.0" in p.read_text()]
+
+
+# A command or setting that listens on every interface: what users copy from the docs.
+_ALL_INTERFACES = re.compile(
+    r"(?:-h|--host|--bind|--listen|--ip|host:|bind:|HOST=|HOST \?=)\s*=?\s*[\"']?"
+    r"(?:0\.0\.0\.0|::|\[::\]|\*)[\"'\s:]",
+    re.I,
+)
+
+
+def _docs_and_config() -> list[Path]:
+    """Markdown (README, docs/, deploy/), YAML, Makefiles and code the project ships."""
+    skip = {".venv", "node_modules", ".git", ".dagster_home", "data"}
+    files = []
+    for pattern in ("**/*.md", "**/*.yaml", "**/*.yml", "**/Makefile", "**/*.py", "**/*.toml", "**/*.sh"):
+        files += [p for p in REPO.glob(pattern) if not skip & set(p.relative_to(REPO).parts)]
+    return [p for p in files if p.resolve() != Path(__file__).resolve()]  # this file shows bad examples
+
+
+def test_docs_and_config_never_bind_all_interfaces():
+    """Issue 15, D12: deploy/README.md told users to start the code server with -h 0.0.0.0."""
+    files = _docs_and_config()
+    assert any(p.suffix == ".md" for p in files) and any(p.name == "README.md" for p in files)
+    hits = [
+        f"{p.relative_to(REPO)}:{n}: {line.strip()}"
+        for p in files
+        for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1)
+        if _ALL_INTERFACES.search(line + " ")
+    ]
+    assert hits == []
+
+
+def test_all_interfaces_pattern_catches_the_usual_spellings():
+    for line in ("dagster code-server start -h 0.0.0.0 -p 4000", "uvicorn app --host=0.0.0.0",
+                 "redis-server --bind 0.0.0.0", "  host: '0.0.0.0'", "UI_HOST ?= 0.0.0.0", "--host ::"):
+        assert _ALL_INTERFACES.search(line + " "), line
+    for line in ("-h 127.0.0.1", '-h "$CODE_SERVER_BIND"', "never bind 0.0.0.0 in production"):
+        assert not _ALL_INTERFACES.search(line + " "), line

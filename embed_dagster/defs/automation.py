@@ -1,12 +1,11 @@
 """The partitioned job, its daily schedule, and the landing-folder sensor."""
 
 import json
-import re
-from datetime import date
 from pathlib import Path
 
 import dagster as dg
 
+from embed_dagster.core.ingest import scan_landing
 from embed_dagster.lib.partitions import daily_partitions, timezone
 from embed_dagster.settings import load_settings
 
@@ -29,26 +28,20 @@ daily_schedule = dg.build_schedule_from_partitioned_job(
     "`dagster schedule start daily_embed_comments`.",
 )
 
-_DATE_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
+MALFORMED_TAG = "embed_dagster/malformed_landing_folders"
 
 
 def landing_dates(root: Path) -> list[str]:
-    """Date folders that exist and hold at least one non-hidden file."""
-    base = root / "comments"
-    if not base.is_dir():
-        return []
-    found = []
-    for child in base.iterdir():
-        match = _DATE_DIR.match(child.name)
-        if not match or not child.is_dir():
-            continue
-        try:
-            date.fromisoformat(match.group(1))
-        except ValueError:
-            continue
-        if any(not f.name.startswith((".", "_")) for f in child.iterdir() if f.is_file()):
-            found.append(match.group(1))
-    return sorted(found)
+    """Date folders holding anything the reader would turn into rows or quarantine rows.
+
+    The same listing as the reader (``core.ingest.scan_landing``): files in sub-folders count.
+    """
+    return scan_landing(root)[0]
+
+
+def _malformed_text(names: list[str], limit: int = 20) -> str:
+    shown = ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+    return f"{len(names)} entr{'y' if len(names) == 1 else 'ies'} under comments/ that no run reads: {shown}"
 
 
 @dg.sensor(
@@ -61,10 +54,20 @@ def landing_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     root = load_settings().landing
     requested = set(json.loads(context.cursor)) if context.cursor else set()
     valid = set(daily_partitions.get_partition_keys(dynamic_partitions_store=None))
-    new = [d for d in landing_dates(root) if d not in requested and d in valid]
+    days, malformed = scan_landing(root)
+    outside = sorted(d for d in days if d not in valid)
+    # Folders that are not date=YYYY-MM-DD with a real date (date=2025-02-30, date=2025-1-5,
+    # Date=...) would otherwise be skipped without a word and their rows never processed.
+    problems = malformed + [f"date={d} (outside the partitions)" for d in outside]
+    note = _malformed_text(problems) if problems else ""
+    if note:
+        context.log.warning(f"landing sensor: {note}; rename them to date=YYYY-MM-DD")
+    new = [d for d in days if d not in requested and d in valid]
     if not new:
-        return dg.SensorResult(skip_reason=f"no new landing folders under {root / 'comments'}")
+        reason = f"no new landing folders under {root / 'comments'}"
+        return dg.SensorResult(skip_reason=f"{reason}; {note}" if note else reason)
+    tags = {MALFORMED_TAG: note[:1000]} if note else {}
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=f"landing-{d}", partition_key=d) for d in new],
+        run_requests=[dg.RunRequest(run_key=f"landing-{d}", partition_key=d, tags=tags) for d in new],
         cursor=json.dumps(sorted(requested | set(new))),
     )

@@ -32,6 +32,8 @@ def read(root, day=DAY, **kwargs):
     assert (s["valid"], s["rejected"]) == (res.valid.num_rows, res.rejected.num_rows)
     assert res.valid.schema.equals(VALID_SCHEMA) and res.rejected.schema.equals(REJECTED_SCHEMA)
     assert sum(f["rows_read"] for f in s["per_format"].values()) == s["rows_read"]
+    # the independent file reader (counts.py) agrees with the parsers, file by file
+    assert s["landing_rows_mismatch"] == {} and s["landing_rows"] == s["rows_read"]
     res.valid.to_pylist(), res.rejected.to_pylist()  # every string decodes
     return res
 
@@ -70,13 +72,11 @@ def test_unknown_extension_is_one_rejected_row_and_hidden_files_are_ignored(tmp_
     (d / "notes.txt").write_text("hello")
     (d / "_SUCCESS").write_text("")
     (d / ".part-0.jsonl").write_text("garbage")
-    (d / "sub").mkdir()
-    write_jsonl(d / "sub" / "a.jsonl", row())
     res = read(tmp_path)
     [rej] = res.rejected.to_pylist()
     assert rej["source_row"] is None and rej["raw"] == "hello"
     assert rej["reason"].startswith("unsupported file type '.txt'")
-    assert sorted(res.stats["ignored"]) == [".part-0.jsonl", "_SUCCESS", "sub"]
+    assert sorted(res.stats["ignored"]) == [".part-0.jsonl", "_SUCCESS"]
 
 
 def test_partition_date_argument_checks(tmp_path):
@@ -163,8 +163,8 @@ def test_text_policies(tmp_path):
         "empty": "text is empty",
         "spaces": "text is empty: only whitespace or invisible characters",
         "zw": "text is empty: only whitespace or invisible characters",
-        "null": "text is missing (null or absent)",
-        "absent": "text is missing (null or absent)",
+        "null": "text is missing (null or absent) (fields present: comment_id, created_at, text)",
+        "absent": "text is missing (null or absent) (fields present: comment_id, created_at)",
         "number": "text is an integer, not a string",
         "bool": "text is a boolean, not a string",
         "long": "text longer than 50 characters (51)",
@@ -189,7 +189,9 @@ def test_comment_id_policies(tmp_path):
     res = read(tmp_path)
     assert set(valid_by_id(res)) == {"12", "padded"}
     r = reasons(res)
-    assert [r[("a.jsonl", n)] for n in (1, 2, 3, 4)] == ["comment_id is missing or empty"] * 4
+    assert [r[("a.jsonl", n)] for n in (1, 2, 3, 4)] == [
+        "comment_id is missing or empty (fields present: created_at, text)"
+    ] + ["comment_id is missing or empty (fields present: comment_id, created_at, text)"] * 3
     assert r[("a.jsonl", 6)] == "comment_id is a number, expected a string"
     assert r[("a.jsonl", 7)] == "comment_id is an array, expected a string"
     assert r[("a.jsonl", 9)] == "comment_id longer than 256 characters (257)"
@@ -212,6 +214,11 @@ def test_created_at_policies(tmp_path):
         "number": 1735725600,
         "missing": ...,
         "empty": "",
+        "offset_25h": "2025-01-01T10:00:00+25:00",
+        "offset_14h": "2025-01-01T10:00:00+14:00",
+        "year_0": "0000-01-01T00:00:00Z",
+        "year_9999": "9999-12-31T00:00:00Z",
+        "before_1970": "1969-12-31T23:59:59Z",
     }
     write_jsonl(day_dir(tmp_path) / "a.jsonl", *(row(k, created_at=v) for k, v in cases.items()))
     res = read(tmp_path)
@@ -227,8 +234,12 @@ def test_created_at_policies(tmp_path):
         == "created_at 'yesterday' is not an ISO-8601 timestamp (e.g. 2025-01-31T12:00:00Z)"
     )
     assert r.pop("number") == "created_at is an integer, expected an ISO-8601 string"
-    assert r.pop("missing") == r.pop("empty") == "created_at is missing or empty"
-    assert set(r) == {"inf", "epoch", "zone", "bad_month"}
+    assert r.pop("missing") == "created_at is missing or empty (fields present: comment_id, text)"
+    assert r.pop("empty") == "created_at is missing or empty (fields present: comment_id, created_at, text)"
+    assert "offset_14h" in got  # real offsets run from -12:00 to +14:00
+    for k in ("year_0", "year_9999", "before_1970"):
+        assert r.pop(k).endswith("is outside the accepted range 1970-01-01 .. 2099-12-31"), k
+    assert set(r) == {"inf", "epoch", "zone", "bad_month", "offset_25h"}
     assert all("is not an ISO-8601 timestamp" in reason for reason in r.values())
 
 
@@ -444,7 +455,9 @@ def test_parquet_native_types_extra_and_type_errors(tmp_path):
     assert r[("a.parquet", 2)] == "text is empty"
     assert r[("b.parquet", 1)] == r[("b.parquet", 2)] == "text column has type BIGINT, expected a string"
     assert r[("c.parquet", 1)] == "comment_id column has type DOUBLE, expected a string"
-    assert r[("d.parquet", 1)] == "Parquet file has no 'created_at' column"
+    assert r[("d.parquet", 1)] == (
+        "Parquet file has no 'created_at' column (columns present: comment_id, text)"
+    )
     assert json.loads(res.rejected.to_pylist()[0]["raw"])["text"] == ""
 
 

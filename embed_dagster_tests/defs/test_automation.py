@@ -146,3 +146,23 @@ def test_schedule_start_cli_turns_the_schedule_on(tmp_path):
             for s in instance.all_instigator_state(instigator_type=InstigatorType.SCHEDULE)
         }
     assert states == {"daily_embed_comments": InstigatorStatus.RUNNING}
+
+
+def test_d10_malformed_day_folders_are_reported_not_skipped_silently(tmp_path, monkeypatch):
+    """Issue 15, D10: date=2025-02-30, date=2025-1-5 and Date=... hold rows no run ever reads."""
+    landing = tmp_path / "landing"
+    monkeypatch.setenv("EMBED_DAGSTER_LANDING", str(landing))
+    comments = landing / "comments"
+    for name in ("date=2025-02-30", "date=2025-1-5", "Date=2025-01-05"):
+        (comments / name).mkdir(parents=True)
+        (comments / name / "x.jsonl").write_text("{}\n")
+    first = _tick(None)
+    assert first.run_requests == []
+    for name in ("date=2025-02-30", "date=2025-1-5", "Date=2025-01-05"):
+        assert name in first.skip_message
+
+    generate_landing(landing, date(2025, 1, 1), 1, per_day=20, seed=3)
+    second = _tick(None)
+    [req] = second.run_requests
+    note = req.tags["embed_dagster/malformed_landing_folders"]
+    assert "date=2025-1-5" in note and "Date=2025-01-05" in note  # shown on the run that follows

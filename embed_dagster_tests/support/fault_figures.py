@@ -20,8 +20,16 @@ FIGURES = {
     "rows_lost": "rows lost",
     "rows_duplicated": "rows duplicated",
     "vectors_reembedded_after_resume": "vectors re-embedded after a resume",
+    "hung_runs": "hung runs (past their deadline, or holding a slot)",
+    "secrets_found": "secrets found in logs, errors, metadata or stored rows",
 }
-MUST_BE_ZERO = ("rows_lost", "rows_duplicated", "vectors_reembedded_after_resume")
+MUST_BE_ZERO = (
+    "rows_lost",
+    "rows_duplicated",
+    "vectors_reembedded_after_resume",
+    "hung_runs",
+    "secrets_found",
+)
 _KEY = pytest.StashKey["FaultFigures"]()
 
 
@@ -31,6 +39,7 @@ class FaultFigures:
     def __init__(self) -> None:
         self.totals: dict[str, int] = dict.fromkeys(FIGURES, 0)
         self.by_test: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(FIGURES, 0))
+        self.measured: dict[str, str] = {}
         self.current_test = "(no test)"
         self.touched = False
 
@@ -44,9 +53,15 @@ class FaultFigures:
         self.by_test[self.current_test][name] += n
         self.touched = True
 
+    def measure(self, name: str, text: str) -> None:
+        """A measured value that is not a count (e.g. peak memory against file size), printed as is."""
+        self.measured[name] = text
+        self.touched = True
+
     def summary_lines(self, verbose: bool = False) -> list[str]:
         width = max(len(label) for label in FIGURES.values())
         lines = [f"{label:<{width}}  {self.totals[name]}" for name, label in FIGURES.items()]
+        lines += [f"{name:<{width}}  {text}" for name, text in self.measured.items()]
         bad = [FIGURES[n] for n in MUST_BE_ZERO if self.totals[n]]
         lines.append(
             "verdict: " + (f"NOT OK ({', '.join(bad)} above 0)" if bad else "nothing lost, nothing doubled")

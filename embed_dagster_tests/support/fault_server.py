@@ -74,6 +74,19 @@ class Fault:
         return cls("stall", seconds=seconds)
 
     @classmethod
+    def trickle(cls, seconds_per_byte: float = 1.0) -> Fault:
+        """Send the headers at once, then the (correct) body one byte every ``seconds_per_byte``.
+
+        Each byte restarts an HTTP read timeout, so only a wall-clock limit stops this.
+        """
+        return cls("trickle", seconds=seconds_per_byte)
+
+    @classmethod
+    def echo_auth(cls, status: int = 401) -> Fault:
+        """An error whose message echoes the request's Authorization header (the API key)."""
+        return cls("echo_auth", status=status)
+
+    @classmethod
     def disconnect(cls) -> Fault:
         """Close the connection without answering."""
         return cls("disconnect")
@@ -210,6 +223,12 @@ class _Handler(BaseHTTPRequestHandler):
                                                 "RateLimitError" if fault.status == 429 else "ServerError"),
                        headers)
             return
+        if fault is not None and fault.kind == "echo_auth":
+            rec.status = fault.status
+            auth = rec.headers.get("authorization", "")
+            message = f"bad key {auth} (header: Authorization: {auth})"
+            self._send(fault.status, error_body(message, fault.status))
+            return
         if fault is not None and fault.kind == "disconnect":
             self.close_connection = True
             self.connection.shutdown(2)
@@ -255,7 +274,25 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "invalid_json":
             self._send(200, b'{"object": "list", "data": [')
             return
+        if fault is not None and fault.kind == "trickle":
+            self._trickle(owner, json.dumps(payload).encode(), fault.seconds)
+            return
         self._send(200, payload)
+
+    def _trickle(self, owner: FaultServer, data: bytes, seconds_per_byte: float) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.flush()
+        for i in range(len(data)):
+            if owner._stop.wait(seconds_per_byte):
+                return
+            try:
+                self.wfile.write(data[i : i + 1])
+                self.wfile.flush()
+            except OSError:  # the client gave up: what a wall-clock limit should do
+                return
 
 
 class _HTTPServer(ThreadingHTTPServer):

@@ -56,6 +56,24 @@ def url_password(url: str) -> str | None:
         return None
 
 
+NORM_TOLERANCE = 1e-3  # the embedding client's default norm_tolerance: vectors are stored unit length
+
+
+def valid_vectors(matrix: np.ndarray, tolerance: float = NORM_TOLERANCE) -> np.ndarray:
+    """Per row: finite and of unit norm, the checks every server answer passes before it is stored.
+
+    Why also on reads: a value with a valid header and length can still hold zeros or 1e30 (a
+    bit flip, a bug, another writer); counted as a hit, it would be copied into the durable store
+    and served for good. A failing row is a miss, so it is fetched again and overwritten.
+    The dimension is checked by the header and length already.
+    """
+    if matrix.size == 0:
+        return np.ones(len(matrix), dtype=bool)
+    with np.errstate(over="ignore", invalid="ignore"):
+        norms = np.linalg.norm(matrix.astype(np.float64), axis=1)
+    return np.isfinite(matrix).all(axis=1) & (np.abs(norms - 1.0) <= tolerance)
+
+
 def encode_header(dtype_code: int, dimensions: int) -> bytes:
     return _HEADER.pack(VALUE_MAGIC, VALUE_VERSION, dtype_code, dimensions)
 
@@ -129,6 +147,8 @@ class RedisVectorCache:
         self._progress = progress
         self._prefix = f"{KEY_PREFIX}{namespace}:"
         self._write_code = DTYPE_FLOAT16 if self.float16 else DTYPE_FLOAT32
+        # float16 rounding moves a 512-d unit vector's norm by ~1e-4; 1e-2 still refuses 0, 5.0, 1e30
+        self._tolerance = 1e-2 if self.float16 else NORM_TOLERANCE
         self._write_header = np.frombuffer(encode_header(self._write_code, dimensions), dtype=np.uint8)
         self._read_formats = {
             encode_header(code, dimensions): (dtype, HEADER_SIZE + dtype.itemsize * dimensions)
@@ -254,11 +274,11 @@ class RedisVectorCache:
             dtype, length = formats[header]
             raw = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(len(blobs), length)
             out[positions] = raw[:, HEADER_SIZE:].view(dtype)
-        finite = np.isfinite(out).all(axis=1)
-        if not finite.all():  # right shape, garbage payload: as bad as a wrong header
-            corrupt += int((~finite).sum())
-            found = [h for h, ok in zip(found, finite, strict=True) if ok]
-            out = out[finite]
+        ok = valid_vectors(out, self._tolerance)
+        if not ok.all():  # right shape, garbage payload (zeros, 5.0, 1e30, NaN): as bad as a wrong header
+            corrupt += int((~ok).sum())
+            found = [h for h, good in zip(found, ok, strict=True) if good]
+            out = out[ok]
         self.stats.bytes_read += nbytes
         if corrupt:
             self.stats.corrupt += corrupt
@@ -309,10 +329,10 @@ class RedisVectorCache:
 
     # -- writes ----------------------------------------------------------------------------
     def _encode_chunk(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Header + little-endian payload for each row in one buffer; also which rows are finite."""
+        """Header + little-endian payload for each row in one buffer; also which rows are valid."""
         dtype = _DTYPES[self._write_code]
         payload = np.ascontiguousarray(matrix, dtype=dtype)
-        finite = np.isfinite(payload).all(axis=1)
+        finite = valid_vectors(payload, self._tolerance)
         rows = payload.shape[0]
         buf = np.empty((rows, HEADER_SIZE + payload.shape[1] * dtype.itemsize), dtype=np.uint8)
         buf[:, :HEADER_SIZE] = self._write_header
@@ -323,7 +343,8 @@ class RedisVectorCache:
         """Store vectors: one pipelined round trip of ``SET key value [EX ttl]`` per chunk.
 
         Memory stays bounded by one encoded chunk. Returns the number of keys Redis accepted.
-        Rows that are not finite are not written (they would only come back as corrupt).
+        Rows that are not finite or not unit length are not written (they would only come back as
+        corrupt).
         """
         hashes = list(hashes)
         matrix = np.asarray(matrix)

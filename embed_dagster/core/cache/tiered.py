@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from embed_dagster.core.cache.redis_cache import RedisVectorCache
+from embed_dagster.core.cache.redis_cache import RedisVectorCache, valid_vectors
 
 
 class VectorStoreLike(Protocol):
@@ -58,6 +58,7 @@ class TieredCache:
         self.hits_store = 0
         self.misses = 0
         self.written_back = 0
+        self.store_corrupt = 0
         self.saved_store = 0
         self.lookup_s = 0.0
         self.store_lookup_s = 0.0
@@ -92,6 +93,14 @@ class TieredCache:
             store_matrix = np.asarray(store_matrix, dtype=np.float32)
             if store_hashes:
                 dims = store_matrix.shape[1]
+                ok = valid_vectors(store_matrix)
+                if not ok.all():  # a vector stored before reads were checked: re-embed, never serve
+                    self.store_corrupt += int((~ok).sum())
+                    store_hashes = [h for h, good in zip(store_hashes, ok, strict=True) if good]
+                    store_matrix = store_matrix[ok]
+                    self.log.warning(
+                        f"durable store holds {int((~ok).sum())} invalid vector(s) (not finite or not unit "
+                        "length) for this day; they count as misses and are embedded again")
             rows.update((h, ("store", store_matrix, i)) for i, h in enumerate(store_hashes))
             if store_hashes and self.redis is not None and self.redis.available:
                 self.written_back += self.redis.set_many(store_hashes, store_matrix)
@@ -134,6 +143,7 @@ class TieredCache:
         asked = self.hits_redis + self.hits_store + self.misses
         out: dict[str, int | float | bool | str] = {
             "hits_redis": self.hits_redis,
+            "store_corrupt": self.store_corrupt,
             "hits_store": self.hits_store,
             "misses": self.misses,
             "hit_rate": round((self.hits_redis + self.hits_store) / asked, 4) if asked else 0.0,

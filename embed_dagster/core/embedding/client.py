@@ -17,6 +17,13 @@ Other choices, and why:
   which this client truncates and renormalizes itself (``matryoshka=True``) or refuses.
 * Every response is validated (count, indices, dimension, finite values, unit norms). A server that
   returns garbage is treated like a server that returns 500: retried, then reported, never stored.
+  A response naming another ``model`` fails the run (its vectors would be cached under the wrong
+  name); a response with no ``model`` field is accepted with one warning (see ``_decode_validate``).
+* Time is bounded on the wall clock: each request is cut at ``timeout_s`` (or what is left of
+  ``deadline_s``) even while bytes keep arriving, because httpx's read timeout restarts on every
+  byte; ``deadline_s`` is also checked while requests are in flight, not only between batches.
+* Whatever a server sends back (error bodies, exception texts) passes ``redact.scrub`` before it is
+  logged, raised or returned as a rejection reason: a 401 often echoes the Authorization header.
 * 429/5xx/timeouts/refused connections are retried with exponential backoff and jitter, honouring
   ``Retry-After``, bounded by ``max_retries`` and ``deadline_s`` (the time budget of one
   ``embed_stream`` call: no retry and no new batch starts past it). A 4xx on a batch is bisected to
@@ -54,7 +61,7 @@ import numpy as np
 import openai
 
 from embed_dagster.core.embedding.base import BatchOutcome, Embedder, EmbedderError
-from embed_dagster.core.redact import redact_url
+from embed_dagster.core.redact import redact_url, register_secret, scrub
 
 MATRYOSHKA_FLAG = """--json-model-override-args '{"is_matryoshka": true}'"""
 _BISECT_STATUSES = (400, 413, 422)  # "this input is bad": worth splitting the batch
@@ -70,10 +77,36 @@ def _raw_response_class():
 
 
 _RAW_RESPONSE = _raw_response_class()
+_HTTP = sys.modules[_RAW_RESPONSE.__module__.split(".")[0]] if _RAW_RESPONSE is not None else None
 
 
 class EmbeddingServerError(EmbedderError):
-    """The embedding server cannot be used: the message says which server, what failed, what to do."""
+    """The embedding server cannot be used: the message says which server, what failed, what to do.
+
+    The message is scrubbed of configured secrets: it often quotes what the server said.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(scrub(message))
+
+
+# The SDK's own switch behind ``with_streaming_response``: return the response with its body unread,
+# so the client reads it in chunks under a wall-clock limit (httpx's read timeout restarts on every
+# byte, so a server trickling one byte a second would otherwise never time out).
+_STREAM_OPTIONS = {"headers": {"X-Stainless-Raw-Response": "stream"}}
+
+
+class _ScrubbingLog:
+    """Every message this client logs passes ``scrub``: server text can echo the API key."""
+
+    def __init__(self, log):
+        self._log = log
+
+    def __getattr__(self, name):
+        method = getattr(self._log, name)
+        if name not in ("debug", "info", "warning", "error", "exception", "critical"):
+            return method
+        return lambda msg, *args, **kw: method(scrub(msg % args if args else msg), **kw)
 
 
 @dataclass
@@ -91,7 +124,9 @@ class ClientConfig:
     max_chars: int = 2000
     timeout_s: float = 60.0
     max_retries: int = 6
-    deadline_s: float = 3600.0  # time budget of one embed_stream call, retries included
+    # time budget of one embed_stream call, retries included: enforced on the wall clock, also while
+    # a request is in flight (each request is cut at min(timeout_s, what is left of deadline_s))
+    deadline_s: float = 3600.0
     server_normalizes: bool = True
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
@@ -182,6 +217,10 @@ class _Aborted(Exception):
     pass
 
 
+class _DeadlineReached(Exception):
+    """A request was cut because the call's deadline_s came: reported once, by embed_stream."""
+
+
 @dataclass
 class _Replica:
     url: str
@@ -199,7 +238,14 @@ class _Batch:
 
 
 def _server_message(response) -> str:
-    """The human-readable message of an error response, in SGLang's flat shape or OpenAI's envelope."""
+    """The human-readable message of an error response, in SGLang's flat shape or OpenAI's envelope.
+
+    Scrubbed: it goes into logs, exceptions and ``quarantine.reason``.
+    """
+    return scrub(_server_text(response))
+
+
+def _server_text(response) -> str:
     try:
         body = response.json()
     except Exception:  # noqa: BLE001 - not JSON: use the text
@@ -234,7 +280,8 @@ class EmbeddingClient(Embedder):
         import logging
 
         self.cfg = config
-        self.log = log or logging.getLogger("embed_dagster.core.embedding.client")
+        register_secret(config.api_key)
+        self.log = _ScrubbingLog(log or logging.getLogger("embed_dagster.core.embedding.client"))
         self.stats = ClientStats()
         self._lock = threading.Lock()
         self._rr = 0
@@ -280,8 +327,19 @@ class EmbeddingClient(Embedder):
                         yield BatchOutcome([], np.empty((0, cfg.dimensions), np.float32), [], batch.rejected)
                 if not pending:
                     break
-                done, pending = wait(pending, timeout=cfg.progress_interval_s, return_when=FIRST_COMPLETED)
+                left = cfg.deadline_s - (time.monotonic() - started)
+                if left <= 0.01:
+                    raise EmbeddingServerError(
+                        f"embedding took longer than deadline_s={cfg.deadline_s:g} s "
+                        f"({progress.done} texts done{f' of {total}' if total else ''}; {len(pending)} "
+                        f"request(s) still unanswered). Outcomes already yielded are complete; raise "
+                        f"deadline_s or add server capacity.")
+                done, pending = wait(pending, timeout=min(cfg.progress_interval_s, left + 0.05),
+                                     return_when=FIRST_COMPLETED)
                 failed = [f for f in done if f.exception() is not None]
+                cut = {f for f in failed if isinstance(f.exception(), _DeadlineReached)}
+                pending |= cut  # still unanswered: the deadline check above reports them
+                failed = [f for f in failed if f not in cut]
                 for fut in done:  # hand over every finished batch before reporting a failure
                     if fut.exception() is None:
                         outcome = fut.result()
@@ -388,10 +446,12 @@ class EmbeddingClient(Embedder):
             replica = self._acquire(last)
             try:
                 try:
-                    return self._attempt_with_fallback(replica, texts)
+                    return self._attempt_with_fallback(replica, texts, started)
                 finally:
                     self._release(replica)
             except _Retryable as exc:
+                if exc.kind in ("slow", "timeout") and time.monotonic() - started >= cfg.deadline_s - 0.01:
+                    raise _DeadlineReached() from None
                 attempt += 1
                 last = replica
                 elapsed = time.monotonic() - batch_started
@@ -419,6 +479,10 @@ class EmbeddingClient(Embedder):
             hint = (f"cannot reach the embedding server at {url} ({exc.reason}) {what}. Is it running? "
                     f"Start the bundled one with `python -m embed_dagster.dev.local_server`, "
                     "or fix base_urls.")
+        elif exc.kind in ("slow", "timeout"):
+            hint = (f"the embedding server at {url} answers too slowly ({exc.reason}) {what}. It is "
+                    "reachable but overloaded or stuck: check its load and logs, or raise "
+                    "timeout_s/deadline_s.")
         elif exc.kind == "invalid":
             hint = (f"the embedding server at {url} keeps returning invalid responses ({exc.reason}) "
                     f"{what}; nothing from it was stored. Check the server's model and launch flags.")
@@ -427,19 +491,19 @@ class EmbeddingClient(Embedder):
                     f"and load; raise max_retries/deadline_s if it is only overloaded.")
         return EmbeddingServerError(hint)
 
-    def _attempt_with_fallback(self, replica: _Replica, texts: list[str]) -> np.ndarray:
+    def _attempt_with_fallback(self, replica: _Replica, texts: list[str], started: float) -> np.ndarray:
         try:
-            return self._attempt(replica, texts, self._wire_format)
+            return self._attempt(replica, texts, self._wire_format, started)
         except _Rejected:
             if self._server_ok:
                 raise  # the server has answered this client before: the inputs are the problem
             fmt_before = self._wire_format
-            self._canary(replica)
+            self._canary(replica, started)
             if self._wire_format == fmt_before:
                 raise  # the server takes a plain request, so some input is bad: bisect
-            return self._attempt(replica, texts, self._wire_format)  # base64 was the problem
+            return self._attempt(replica, texts, self._wire_format, started)  # base64 was the problem
 
-    def _canary(self, replica: _Replica) -> None:
+    def _canary(self, replica: _Replica, started: float) -> None:
         """Before a batch's 400 is blamed on its inputs, sends one harmless text to learn whether the
         server rejects base64 (switch to floats) or every request (misconfiguration: stop now, instead
         of bisecting a whole partition one text at a time)."""
@@ -451,7 +515,7 @@ class EmbeddingClient(Embedder):
             rejected: _Rejected | None = None
             for fmt in formats:
                 try:
-                    self._attempt(replica, probe, fmt)
+                    self._attempt(replica, probe, fmt, started)
                 except _Rejected as exc:
                     rejected = rejected or exc
                     continue
@@ -466,15 +530,21 @@ class EmbeddingClient(Embedder):
                 f"{rejected.status}: {rejected.message}). The request is wrong, not the texts: check model "
                 f"{self.cfg.model!r}, dimensions={self.cfg.dimensions} and the server's launch flags.")
 
-    def _attempt(self, replica: _Replica, texts: list[str], fmt: str) -> np.ndarray:
+    def _attempt(self, replica: _Replica, texts: list[str], fmt: str, started: float) -> np.ndarray:
         cfg = self.cfg
         self.stats.add(requests=1, texts_sent=len(texts))
         body = {"model": cfg.model, "input": texts, "dimensions": cfg.dimensions, "encoding_format": fmt}
+        # wall-clock end of this request: its own timeout, and never past the call's deadline
+        t0 = time.monotonic()
+        cut_at = min(t0 + cfg.timeout_s, started + cfg.deadline_s)
         try:
             if _RAW_RESPONSE is not None:
                 # openai's documented way to send a request as-is and get the raw response: it skips
                 # the per-string type transform of embeddings.create (~40% of the client's CPU per request)
-                content = replica.client.post("/embeddings", body=body, cast_to=_RAW_RESPONSE).content
+                options = {**_STREAM_OPTIONS, "timeout": max(0.05, cut_at - t0)}
+                response = replica.client.post(
+                    "/embeddings", body=body, cast_to=_RAW_RESPONSE, options=options)
+                content = _read_until(response, cut_at, cfg.timeout_s)
             else:
                 content = replica.client.embeddings.with_raw_response.create(**body).http_response.content
         except openai.APITimeoutError:
@@ -544,7 +614,14 @@ class EmbeddingClient(Embedder):
             else:
                 raise bad(f"embedding of type {type(emb).__name__}")
         served = payload.get("model")
-        if isinstance(served, str) and served and served != cfg.model:
+        if not isinstance(served, str) or not served:
+            # Accepted, with one warning: SGLang and vLLM always name the model, some peers do not,
+            # and refusing them would make the client unusable there. The dimension, finiteness and
+            # unit-norm checks still run on every vector.
+            self._warn_once("no_model", "embedding server %s does not name the model in its answers; "
+                            "cannot check that it serves %r (vectors are stored under that name)",
+                            redact_url(replica.url), cfg.model)
+        elif served != cfg.model:
             # Vectors are cached under cfg.model: another model's vectors would poison the cache.
             raise EmbeddingServerError(
                 f"embedding server {redact_url(replica.url)} serves model {served!r} but the embedding "
@@ -587,6 +664,29 @@ class EmbeddingClient(Embedder):
                 return
             self._warned.add(topic)
         self.log.warning(msg % args)  # pre-formatted: callers may pass any Logger-like object
+
+
+def _read_until(response, cut_at: float, timeout_s: float) -> bytes:
+    """The body, read in chunks; a body not complete by ``cut_at`` (wall clock) is a timeout."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in response.iter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if time.monotonic() > cut_at:
+                raise _Retryable(
+                    f"answer not complete within {timeout_s:g} s of wall-clock time ({size} bytes received: "
+                    "the server is sending too slowly)", kind="slow")
+    except _HTTP.TimeoutException:
+        reason = f"no answer within timeout_s={timeout_s:g} ({size} bytes received)"
+        raise _Retryable(reason, kind="timeout") from None
+    except _HTTP.TransportError as exc:  # the connection broke while the body was being read
+        raise _Retryable(f"connection failed while reading the answer: {type(exc).__name__}: {exc}",
+                         kind="connection") from None
+    finally:
+        response.close()
+    return b"".join(chunks)
 
 
 class _Progress:

@@ -5,7 +5,8 @@ import dagster as dg
 import pyarrow as pa
 
 from embed_dagster.core.dedup import deduplicate
-from embed_dagster.core.ingest import read_landing_partition
+from embed_dagster.core.ingest import read_landing_partition, scan_landing
+from embed_dagster.core.redact import env_secrets
 from embed_dagster.core.warehouse.storage import query_arrow, write_partition
 from embed_dagster.defs.resources import (
     LandingResource,
@@ -37,7 +38,9 @@ def raw_comments(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing: LandingResource
 ) -> dg.MaterializeResult:
     day = partition_date(context)
-    result = read_landing_partition(landing.path(), day, max_text_chars=landing.max_text_chars)
+    result = read_landing_partition(
+        landing.path(), day, max_text_chars=landing.max_text_chars, secrets=env_secrets()
+    )
     write_partition(
         warehouse.path,
         day,
@@ -50,10 +53,23 @@ def raw_comments(
         context.log.warning(
             f"no landing files for {day} under {landing.root}: materialized an empty partition"
         )
+    # Nothing landed may vanish without a word: marker files skipped, folders no run reads.
+    malformed = scan_landing(landing.path())[1]
+    if malformed:
+        context.log.warning(
+            f"{len(malformed)} entries under {landing.root}/comments are not date=YYYY-MM-DD folders "
+            f"and are never read: {', '.join(malformed[:20])}"
+        )
+    if result.stats.get("landing_rows_mismatch"):
+        context.log.warning(f"row counts differ from the files: {result.stats['landing_rows_mismatch']}")
     return dg.MaterializeResult(
         metadata={
             **table_metadata(warehouse.path, "raw_comments", day),
             "rows_read": result.stats.get("rows_read", 0),
+            # counted from the files by a separate reader; the conservation check compares them
+            "landing_rows": result.stats.get("landing_rows", 0),
+            "ignored": dg.MetadataValue.json(result.stats.get("ignored", [])),
+            "malformed_landing_folders": dg.MetadataValue.json(malformed),
             "files": result.stats.get("files", 0),
             "quarantined": result.rejected.num_rows,
             "quarantine_preview": _quarantine_preview(result.rejected),

@@ -24,7 +24,8 @@ def hashes(start: int, stop: int) -> list[str]:
 def vectors(hs: list[str], seed: int = 0) -> np.ndarray:
     """Deterministic per hash, so any lookup can be checked against the expected rows."""
     rows = [np.random.default_rng([seed, int(h, 16) % 2**32]).standard_normal(DIMS) for h in hs]
-    return np.asarray(rows, dtype=np.float32).reshape(len(hs), DIMS)
+    m = np.asarray(rows, dtype=np.float32).reshape(len(hs), DIMS)
+    return m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)  # stored vectors are unit
 
 
 @pytest.fixture

@@ -275,7 +275,8 @@ def test_overall_deadline_stops_a_slow_stream_but_keeps_what_was_done(srv):
         for outcome in client.embed_stream(iter(items(200)), total=200):
             got.append(outcome)
     assert 0 < len(got) < 50
-    assert len(srv.embedding_requests) == len(got)  # every request sent was yielded
+    # every request sent was yielded, except the one in flight at the deadline, which is cut
+    assert len(got) <= len(srv.embedding_requests) <= len(got) + 1
 
 
 def test_auth_errors_are_not_retried_and_do_not_leak_the_key(srv, caplog):

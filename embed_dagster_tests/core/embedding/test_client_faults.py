@@ -1,0 +1,89 @@
+"""Issue 15 regressions for the embedding client: D6 (a trickling server), D8 (an echoed API key),
+and the decision on answers without a ``model`` field. Real HTTP against the fault server."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from embed_dagster.core.embedding.client import EmbeddingClient, EmbeddingServerError
+from embed_dagster_tests.core.embedding.test_client import SECRET, config, items, run
+from embed_dagster_tests.support.fault_server import Fault, FaultServer
+
+pytestmark = pytest.mark.faults
+
+
+@pytest.fixture
+def srv():
+    with FaultServer() as server:
+        yield server
+
+
+def test_d6_a_trickling_server_is_cut_on_the_wall_clock(srv, caplog, fault_figures):
+    """Headers at once, then one byte every 0.2 s: every byte restarts httpx's read timeout."""
+    srv.fail_next(Fault.trickle(0.2), times=100)
+    fault_figures.add("faults_injected")
+    cfg = config(srv.base_url, timeout_s=0.5, deadline_s=2.0, max_retries=50, max_concurrency=1)
+    client = EmbeddingClient(cfg, log=logging.getLogger("test.embed"))
+    t0 = time.monotonic()
+    with caplog.at_level(logging.WARNING), pytest.raises(EmbeddingServerError) as err:
+        list(client.embed_stream(iter(items(3))))
+    elapsed = time.monotonic() - t0
+    client.close()
+    msg = str(err.value)
+    # generous bound (deadline + one request + slack): a regression hangs for minutes, not seconds
+    hung = elapsed > cfg.deadline_s + cfg.timeout_s + 10
+    fault_figures.add("hung_runs", int(hung))
+    assert not hung, f"embed_stream ran {elapsed:.1f} s past deadline_s={cfg.deadline_s}"
+    assert "cannot reach" not in msg and "Is it running" not in msg, msg
+    assert "too slowly" in msg or "deadline_s=2" in msg, msg
+    assert "the server is sending too slowly" in caplog.text  # each cut request says why
+
+
+def test_d6_deadline_holds_while_a_request_is_in_flight(srv, fault_figures):
+    """One long trickle with a large timeout_s: the call's deadline still ends it."""
+    srv.fail_next(Fault.trickle(0.5), times=10)
+    fault_figures.add("faults_injected")
+    cfg = config(srv.base_url, timeout_s=600.0, deadline_s=1.5, max_concurrency=1)
+    client = EmbeddingClient(cfg)
+    t0 = time.monotonic()
+    with pytest.raises(EmbeddingServerError, match="deadline_s=1.5|too slowly"):
+        list(client.embed_stream(iter(items(2))))
+    hung = time.monotonic() - t0 > cfg.deadline_s + 10
+    fault_figures.add("hung_runs", int(hung))
+    assert not hung
+
+
+def test_d8_an_echoed_api_key_is_scrubbed_from_errors_and_logs(srv, caplog, fault_figures):
+    srv.fail_next(Fault.echo_auth(401))
+    fault_figures.add("faults_injected")
+    client = EmbeddingClient(config(srv.base_url, max_concurrency=1), log=logging.getLogger("test.embed"))
+    expect = pytest.raises(EmbeddingServerError, match="HTTP 401: bad key")
+    with caplog.at_level(logging.DEBUG), expect as err:
+        list(client.embed_stream(iter(items(2))))
+    assert srv.embedding_requests[0].headers["authorization"] == f"Bearer {SECRET}"  # it was echoed
+    found = sum(t.count(SECRET) for t in (str(err.value), caplog.text))
+    fault_figures.add("secrets_found", found)
+    assert found == 0 and "***" in str(err.value)
+
+
+def test_d8_echoed_key_in_a_400_rejection_reason_is_scrubbed(srv, fault_figures):
+    """A 400 on one input becomes that input's rejection reason, which lands in quarantine.reason."""
+    srv.fail_next(Fault.echo_auth(400), times=1)
+    srv.poison_texts.add("text 1")
+    fault_figures.add("faults_injected")
+    _, outcomes, _ = run(config(srv.base_url, batch_size=2, max_concurrency=1), items(2))
+    reasons = [r for o in outcomes for _, r in o.rejected]
+    found = sum(r.count(SECRET) for r in reasons)
+    fault_figures.add("secrets_found", found)
+    assert reasons and found == 0
+
+
+def test_an_answer_without_model_is_accepted_with_one_warning(srv, caplog):
+    srv.fail_next(Fault.wrong_model(None), times=3)
+    with caplog.at_level(logging.WARNING):
+        vectors, _, _ = run(config(srv.base_url), items(6))
+    assert len(vectors) == 6
+    assert caplog.text.count("does not name the model") == 1
