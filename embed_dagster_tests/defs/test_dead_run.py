@@ -86,8 +86,10 @@ def test_d1_a_killed_run_frees_its_slot_and_is_marked_failed(tmp_path, fault_fig
 
             # the run worker itself (not a step process: the run worker notices a dead step and
             # fails the run on its own), as the OOM killer or `kill -9` would hit it
+            # With the in-process executor (the default) the steps run inside the worker, so there may
+            # be no step process at all; a job on the multiprocess executor has some.
             pid, _, step_pids = _worker(instance, run_a)
-            assert pid and step_pids, "run A's worker process not found"
+            assert pid, "run A's worker process not found"
             fault_figures.add("faults_injected")
             os.kill(pid, signal.SIGKILL)
             killed_at = time.monotonic()

@@ -240,7 +240,9 @@ def _scrub_rejected(rejected: pa.Table, secrets: Iterable[str]) -> pa.Table:
         col = rejected.column(name)
         for secret in found:
             col = pc.replace_substring(col, secret, "***")
-        rejected = rejected.set_column(rejected.schema.get_field_index(name), name, col)
+        # the field, not just its name: keeps the declared schema (raw and reason are NOT NULL)
+        index = rejected.schema.get_field_index(name)
+        rejected = rejected.set_column(index, rejected.schema.field(index), col)
     return rejected
 
 
