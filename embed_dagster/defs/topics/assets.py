@@ -7,13 +7,12 @@ import pyarrow as pa
 
 from embed_dagster.core.clustering.recipe import ClusterSummary
 from embed_dagster.core.topics.matching import TopicState, assign_topics
-from embed_dagster.core.warehouse.storage import query_arrow, write_partition
 from embed_dagster.core.warehouse.vector_store import matrix_to_arrow
 from embed_dagster.defs.resources import (
     ClusteringResource,
     WarehouseResource,
 )
-from embed_dagster.lib.asset_options import COMMON, DUCKDB_POOL
+from embed_dagster.lib.asset_options import COMMON
 from embed_dagster.lib.metadata import definition_metadata, markdown_table, table_metadata
 from embed_dagster.lib.partitions import partition_date
 
@@ -28,7 +27,6 @@ from embed_dagster.lib.partitions import partition_date
     ],
     kinds={"duckdb"},
     code_version="1",
-    pool=DUCKDB_POOL,
     metadata=definition_metadata("topics"),
     description="Stable topics across days: each day's clusters are matched one-to-one to the topics "
     "seen on earlier days by centroid similarity; unmatched clusters start new topics. Depends on its "
@@ -38,17 +36,9 @@ def topics(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, clustering: ClusteringResource
 ) -> dg.MaterializeResult:
     day = partition_date(context)
-    summaries_t = query_arrow(
-        warehouse.path,
-        "SELECT * FROM cluster_summaries WHERE partition_date = ? ORDER BY cluster_id",
-        [day],
-    )
-    registry_t = query_arrow(
-        warehouse.path,
-        """SELECT topic_id, arg_max(centroid, partition_date) AS centroid, min(first_seen) AS first_seen
-           FROM topics WHERE partition_date < ? GROUP BY topic_id ORDER BY topic_id""",
-        [day],
-    )
+    wh = warehouse.open(context.log)
+    summaries_t = wh.cluster_summaries(day)
+    registry_t = wh.topic_registry_before(day)
     summaries = _summaries_from_table(summaries_t)
     registry = [
         TopicState(t, np.asarray(c, dtype=np.float32))
@@ -92,11 +82,13 @@ def topics(
     )
     centroids = np.vstack([s.centroid for s in summaries]) if summaries else np.zeros((0, 1), np.float32)
     table = table.append_column("centroid", matrix_to_arrow(centroids))
-    write_partition(warehouse.path, day, {"topics": ({}, table)})
+    snapshot = wh.replace_partition(
+        day, {"topics": ({}, table)}, message=f"topics {day} run {context.run_id}"
+    )
     new = sum(r["is_new"] for r in rows)
     return dg.MaterializeResult(
         metadata={
-            **table_metadata(warehouse.path, "topics", day),
+            **table_metadata(wh, "topics", day, snapshot),
             "topics_today": len(rows),
             "new_topics": new,
             "continued_topics": len(rows) - new,
