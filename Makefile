@@ -22,7 +22,7 @@ endif
 SYNC := $(UV) sync --frozen --inexact
 
 .PHONY: demo test test-fast test-faults test-ui ui lock check-deps bench bench-embed bench-cache \
-	bench-cluster lint clean
+	bench-cluster bench-warehouse sql migrate lint clean
 
 # uv itself, when the machine has none: a pinned release from PyPI into .tools/ (git-ignored).
 $(CURDIR)/.tools/bin/uv:
@@ -90,6 +90,18 @@ bench-cache: $(VENV)/.dev
 
 bench-cluster: $(VENV)/.dev
 	$(BIN)/python -m bench.bench_cluster
+
+# The lake against the old single DuckDB file on the same work (docs/benchmarks.md).
+bench-warehouse: $(VENV)/.dev
+	$(BIN)/python -m bench.bench_warehouse
+
+# An interactive read-only session on the lake (docs/warehouse.md); never blocks a run.
+sql: $(VENV)/.base
+	$(BIN)/embed-dagster shell
+
+# Copy an old single-file warehouse into the lake: make migrate FROM=data/embed_dagster.duckdb
+migrate: $(VENV)/.base
+	$(BIN)/embed-dagster migrate --from $(FROM)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

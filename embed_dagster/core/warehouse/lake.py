@@ -285,6 +285,16 @@ class Warehouse:
         finally:
             cur.close()
 
+    @contextmanager
+    def session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor on the lake for a person's own SQL (``embed-dagster sql`` / ``make sql``).
+
+        Open the Warehouse with ``read_only=True`` for that: the lake is attached READ_ONLY, so a
+        query can neither change data nor hold anything a run waits for.
+        """
+        with self._cursor() as cur:
+            yield cur
+
     def _arrow(self, sql: str, params: Sequence | Mapping | None = None) -> pa.Table:
         with self._cursor() as cur:
             return cur.execute(sql, params or None).fetch_arrow_table()
