@@ -18,12 +18,14 @@ verifies the signatures on ``LOAD``; unsigned extensions are never allowed.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import logging
 import os
 import random
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -152,6 +154,20 @@ def scrub(text: str, config: LakeConfig) -> str:
     return _PASSWORD_IN_DSN.sub(r"\1***", text)
 
 
+def _use_wal(catalog_file: Path) -> None:
+    """Put the SQLite catalog in WAL mode (a persistent property of the file).
+
+    In SQLite's default rollback-journal mode a reader's open transaction blocks every writer's
+    commit, and a DuckLake transaction keeps its catalog read open from its first read to its
+    commit: one long analyst query or one slow partition write would stall all other writers with
+    "database is locked". In WAL mode readers never block the writer; writers still commit one at
+    a time, which is short. WAL needs all processes on one machine, as the embedded profile is.
+    """
+    with contextlib.closing(sqlite3.connect(catalog_file, timeout=30)) as con:
+        if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            con.execute("PRAGMA journal_mode=WAL")
+
+
 def _is_retryable(exc: Exception) -> bool:
     message = str(exc).lower()
     return any(marker in message for marker in _RETRYABLE)
@@ -230,6 +246,7 @@ class Warehouse:
                 catalog_file = Path(cfg.catalog.split(":", 1)[1])
                 if not self.read_only:
                     catalog_file.parent.mkdir(parents=True, exist_ok=True)
+                    _use_wal(catalog_file)
                 elif not catalog_file.exists():
                     raise WarehouseError(f"no lake catalog at {catalog_file}: nothing has been written yet")
             if "://" not in cfg.data_path and not self.read_only:
