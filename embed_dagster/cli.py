@@ -65,8 +65,10 @@ def run_shell(config: LakeConfig) -> int:
         pass
     with Warehouse(config, read_only=True) as wh:
         print(f"read-only session on {config.label()}")
-        print("tables: raw_comments, deduplicated_texts, clusters, topics, ...; views: comment_topics, "
-              "topic_registry. End statements with ';'. Ctrl-D quits.")
+        print(
+            "tables: raw_comments, deduplicated_texts, clusters, topics, ...; views: comment_topics, "
+            "topic_registry. End statements with ';'. Ctrl-D quits."
+        )
         buffer: list[str] = []
         while True:
             try:

@@ -13,7 +13,6 @@ from collections import defaultdict
 
 import pytest
 
-from embed_dagster.core.warehouse.storage import query_arrow
 from embed_dagster_tests.support.dagster_procs import (
     BACKFILL_DAYS,
     PER_DAY,
@@ -21,6 +20,7 @@ from embed_dagster_tests.support.dagster_procs import (
     run_details,
     run_messages,
 )
+from embed_dagster_tests.support.lake import query_arrow
 
 pytest_plugins = ["embed_dagster_tests.support.dagster_procs"]
 

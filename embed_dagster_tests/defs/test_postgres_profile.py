@@ -17,7 +17,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from embed_dagster.core.warehouse.storage import query_arrow
 from embed_dagster.defs.checks import CHECKS
 from embed_dagster.defs.resources import (
     ClusteringResource,
@@ -30,6 +29,7 @@ from embed_dagster.dev.local_server import MODEL_NAME
 from embed_dagster.dev.sample_data import generate_landing
 from embed_dagster_tests.support.dagster_procs import REPO, free_port
 from embed_dagster_tests.support.defs import ASSETS
+from embed_dagster_tests.support.lake import query_arrow
 
 PG_BIN = Path(os.environ.get("EMBED_DAGSTER_PG_BIN", "/usr/lib/postgresql/15/bin"))
 DAY = date(2025, 1, 1)
@@ -112,7 +112,7 @@ def materialized(postgres_url, tmp_path_factory, local_server):
     shutil.copy(REPO / "deploy" / "postgres" / "dagster.yaml", home / "dagster.yaml")
     generate_landing(root / "landing", DAY, 1, per_day=80, seed=21)
     resources = {
-        "warehouse": WarehouseResource(path=str(root / "warehouse.duckdb")),
+        "warehouse": WarehouseResource(root=str(root / "lake")),
         "landing": LandingResource(root=str(root / "landing")),
         "embedding": EmbeddingResource(base_url=local_server.base_url, model=MODEL_NAME),
         "vector_cache": VectorCacheResource(),
@@ -136,7 +136,7 @@ def materialized(postgres_url, tmp_path_factory, local_server):
             }
         yield {
             "home": home, "result": result, "runs": runs, "pools": pools, "latest": latest,
-            "storage": storage_types, "db": str(root / "warehouse.duckdb"), "url": postgres_url,
+            "storage": storage_types, "db": str(root / "lake"), "url": postgres_url,
         }
     finally:
         mp.undo()

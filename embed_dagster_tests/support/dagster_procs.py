@@ -461,14 +461,14 @@ def ops_server(tmp_path_factory, local_server):
         SGLANG_BASE_URL=local_server.base_url,
         SGLANG_MODEL=MODEL_NAME,
         SGLANG_API_KEY=SECRET,
-        EMBED_DAGSTER_DB=str(root / "warehouse.duckdb"),
+        EMBED_DAGSTER_LAKE=str(root / "lake"),
         EMBED_DAGSTER_LANDING=str(landing),
     )
     dev = DagsterDev(root / "dagster_home", env, cwd=root / "cwd")
     dev.start()
     try:
         yield SimpleNamespace(dev=dev, gql=dev.gql, root=root, landing=landing,
-                              db=env["EMBED_DAGSTER_DB"], repo=repository_selector(dev.gql))
+                              db=env["EMBED_DAGSTER_LAKE"], repo=repository_selector(dev.gql))
     finally:
         dev.stop()
         leftovers = dev.leftovers()
@@ -490,7 +490,7 @@ def sequential_reference(landing: Path, db: Path, base_url: str, days: list[date
     from embed_dagster_tests.support.defs import ASSETS
 
     resources = {
-        "warehouse": WarehouseResource(path=str(db)),
+        "warehouse": WarehouseResource(root=str(db)),
         "landing": LandingResource(root=str(landing)),
         "embedding": EmbeddingResource(base_url=base_url, model=MODEL_NAME),
         "vector_cache": VectorCacheResource(),
@@ -526,7 +526,7 @@ def ops_backfills(ops_server, local_server):
     if job_run_config:
         job_params["runConfigData"] = json.dumps(job_run_config)
     job_id = launch_backfill(gql, job_params)
-    reference_db = ops_server.root / "sequential.duckdb"
+    reference_db = ops_server.root / "sequential-lake"
     reference = sequential_reference(ops_server.landing, reference_db, local_server.base_url, BACKFILL_DAYS)
     finished = wait_for_backfills(gql, [asset_id, job_id], BACKFILL_TIMEOUT_S)
     return SimpleNamespace(

@@ -50,14 +50,34 @@ def postgres_server(user: str, database: str) -> Iterator[dict]:
     started = False
     try:
         subprocess.run(
-            _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-U", user, "--auth=trust", "-E", "UTF8",
-                         "--no-instructions"),
+            _as_postgres(
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                user,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            ),
             **run,
         )
         options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
         subprocess.run(
-            _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-o", options,
-                         "-w", "-t", "60", "start"),
+            _as_postgres(
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(root / "server.log"),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ),
             **run,
         )
         started = True
@@ -70,6 +90,7 @@ def postgres_server(user: str, database: str) -> Iterator[dict]:
         if started:
             subprocess.run(
                 _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"),
-                capture_output=True, timeout=60,
+                capture_output=True,
+                timeout=60,
             )
         shutil.rmtree(root, ignore_errors=True)

@@ -60,8 +60,9 @@ def test_replace_partition_replaces_only_that_partition_one_snapshot_each(wh):
     assert wh.row_counts("deduplicated_texts", D1) == (2, 7)
     assert wh.count_rows("deduplicated_texts", D2) == 5
     # The "as of" recipe of docs/warehouse.md: the day before the re-run.
-    before = wh.sql(f"SELECT count(*) AS n FROM deduplicated_texts AT (VERSION => {s2}) WHERE partition_date = ?",
-                    [D1])
+    before = wh.sql(
+        f"SELECT count(*) AS n FROM deduplicated_texts AT (VERSION => {s2}) WHERE partition_date = ?", [D1]
+    )
     assert before.column("n")[0].as_py() == 3
 
 
@@ -129,16 +130,24 @@ def test_vector_store_roundtrip_isolation_and_repeated_rows(wh):
     # Two runs racing may both insert a vector (no primary keys in DuckLake): reads take it once.
     wh._transaction(
         lambda cur: cur.execute(
-            "INSERT INTO embedding_store SELECT model_key, text_hash, dim, vector, now() FROM embedding_store "
-            "WHERE text_hash = 'x'"
+            "INSERT INTO embedding_store SELECT model_key, text_hash, dim, vector, now() "
+            "FROM embedding_store WHERE text_hash = 'x'"
         ),
         what="test: a repeated vector",
     )
-    assert wh.sql("SELECT count(*) AS n FROM embedding_store WHERE text_hash = 'x'").column("n")[0].as_py() == 2
+    assert (
+        wh.sql("SELECT count(*) AS n FROM embedding_store WHERE text_hash = 'x'").column("n")[0].as_py() == 2
+    )
     hashes, matrix = wh.lookup(a, ["x", "z"])
     assert hashes == ["x", "z"] and matrix.shape == (2, 4)
-    wh.replace_partition(D1, {"deduplicated_texts": pa.table({"text_hash": ["x", "z"], "text": ["X", "Z"],
-                                                               "comment_count": pa.array([1, 1], pa.int64())})})
+    wh.replace_partition(
+        D1,
+        {
+            "deduplicated_texts": pa.table(
+                {"text_hash": ["x", "z"], "text": ["X", "Z"], "comment_count": pa.array([1, 1], pa.int64())}
+            )
+        },
+    )
     texts, vectors = wh.vectors_for_day(D1, a, 4)
     assert texts.column("text_hash").to_pylist() == ["x", "z"] and vectors.shape == (2, 4)
 
@@ -204,10 +213,18 @@ def test_read_only_session_cannot_write(tmp_path):
 
 
 def test_views_for_analysts(wh):
-    wh.replace_partition(D1, {"clusters": pa.table({"comment_id": ["c1"], "text_hash": ["h"],
-                                                    "cluster_id": pa.array([0], pa.int32())})})
+    wh.replace_partition(
+        D1,
+        {
+            "clusters": pa.table(
+                {"comment_id": ["c1"], "text_hash": ["h"], "cluster_id": pa.array([0], pa.int32())}
+            )
+        },
+    )
     row = wh.sql("SELECT * FROM comment_topics").to_pylist()
-    assert row == [{"partition_date": D1, "comment_id": "c1", "cluster_id": 0, "topic_id": None, "label": None}]
+    assert row == [
+        {"partition_date": D1, "comment_id": "c1", "cluster_id": 0, "topic_id": None, "label": None}
+    ]
     assert wh.sql("SELECT * FROM topic_registry").num_rows == 0
 
 
@@ -223,8 +240,11 @@ def test_maintenance_merges_files_and_expires_snapshots(wh):
 
 
 def test_password_never_reaches_labels_or_errors(tmp_path):
-    config = LakeConfig(catalog="postgres:dbname=lake host=127.0.0.1 port=1 connect_timeout=1",
-                        data_path=str(tmp_path / "files") + "/", catalog_password="s3cr3t-pw")
+    config = LakeConfig(
+        catalog="postgres:dbname=lake host=127.0.0.1 port=1 connect_timeout=1",
+        data_path=str(tmp_path / "files") + "/",
+        catalog_password="s3cr3t-pw",
+    )
     assert "s3cr3t-pw" not in repr(config) and "s3cr3t-pw" not in config.label()
     assert scrub("x password=abc y", config) == "x password=*** y"
     with pytest.raises(WarehouseError) as info:

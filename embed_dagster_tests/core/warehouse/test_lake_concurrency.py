@@ -26,9 +26,22 @@ def _cli() -> list[str]:
 
 def _writer(config: LakeConfig, days: list[date], rows: int = ROWS) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "embed_dagster_tests.support.lake_writer", "--catalog", config.catalog,
-         "--data-path", config.data_path, "--rows", str(rows), *[d.isoformat() for d in days]],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "embed_dagster_tests.support.lake_writer",
+            "--catalog",
+            config.catalog,
+            "--data-path",
+            config.data_path,
+            "--rows",
+            str(rows),
+            *[d.isoformat() for d in days],
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -60,8 +73,13 @@ def test_four_writers_same_and_different_days_while_a_reader_polls_the_cli(tmp_p
     def reader():
         query = "SELECT partition_date, count(*) AS n FROM raw_comments GROUP BY 1 ORDER BY 1"
         while not reads["stop"]:
-            done = subprocess.run([*_cli(), "--lake", str(tmp_path / "lake"), "sql", query],
-                                  capture_output=True, text=True, timeout=120, cwd=REPO)
+            done = subprocess.run(
+                [*_cli(), "--lake", str(tmp_path / "lake"), "sql", query],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                cwd=REPO,
+            )
             if done.returncode == 0 and done.stdout.startswith("partition_date,n"):
                 reads["ok"] += 1
             else:
@@ -72,8 +90,9 @@ def test_four_writers_same_and_different_days_while_a_reader_polls_the_cli(tmp_p
     thread.start()
     try:
         # Every writer writes its own day and the shared day (in different orders), twice over.
-        procs = [_writer(config, [own[i], shared, own[i]] if i % 2 else [shared, own[i], shared])
-                 for i in range(4)]
+        procs = [
+            _writer(config, [own[i], shared, own[i]] if i % 2 else [shared, own[i], shared]) for i in range(4)
+        ]
         results = _finish(procs)
     finally:
         reads["stop"] = True
@@ -93,7 +112,9 @@ def pg_catalog():
     if reason:
         pytest.skip(reason)
     with postgres.postgres_server(user="lake", database="lake") as server:
-        yield f"postgres:dbname={server['dbname']} host={server['host']} port={server['port']} user={server['user']}"
+        yield " ".join(
+            f"{k}={server[k]}" for k in ("dbname", "host", "port", "user")
+        ).join(("postgres:", ""))
 
 
 @pytest.mark.slow
