@@ -112,9 +112,7 @@ def pg_catalog():
     if reason:
         pytest.skip(reason)
     with postgres.postgres_server(user="lake", database="lake") as server:
-        yield " ".join(
-            f"{k}={server[k]}" for k in ("dbname", "host", "port", "user")
-        ).join(("postgres:", ""))
+        yield "postgres:" + " ".join(f"{k}={server[k]}" for k in ("dbname", "host", "port", "user"))
 
 
 @pytest.mark.slow
