@@ -45,8 +45,9 @@ class Settings(BaseSettings):
                                             description="PostgreSQL catalog password")
     duckdb_extensions: str = Field("bundled", validation_alias=_env("EMBED_DAGSTER_DUCKDB_EXTENSIONS"),
                                    description="bundled (the duckdb-ext wheels) or repository (INSTALL)")
-    lake_commit_timeout_s: float = Field(300.0, gt=0, validation_alias=_env("EMBED_DAGSTER_LAKE_COMMIT_TIMEOUT_S"),
-                                         description="How long a write retries commit conflicts")
+    lake_commit_timeout_s: float = Field(
+        300.0, gt=0, validation_alias=_env("EMBED_DAGSTER_LAKE_COMMIT_TIMEOUT_S"),
+        description="How long a write retries commit conflicts (the CLI; Dagster: lock_timeout_s)")
     landing: Path = Field(Path("data/landing"), validation_alias=_env("EMBED_DAGSTER_LANDING"),
                           description="Landing root; files go in comments/date=YYYY-MM-DD/")
     # When

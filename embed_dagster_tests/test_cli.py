@@ -59,6 +59,7 @@ def lake(tmp_path):
     return root
 
 
+@pytest.mark.integration
 def test_sql_prints_csv_from_the_views(lake):
     done = subprocess.run(
         [

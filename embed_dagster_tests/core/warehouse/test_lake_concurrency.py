@@ -14,6 +14,8 @@ import pytest
 from embed_dagster.core.warehouse.lake import LakeConfig, Warehouse
 from embed_dagster_tests.support import postgres
 
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[3]
 ROWS = 20_000
 START = date(2025, 3, 1)
