@@ -20,7 +20,10 @@ import argparse
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from datetime import date, timedelta
@@ -31,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 
 from bench._doc import machine_description, write_section
-from embed_dagster.core.warehouse.lake import Warehouse
+from embed_dagster.core.warehouse.lake import LakeConfig, Warehouse
 from embed_dagster.core.warehouse.schema import TABLES, VIEWS
 from embed_dagster.core.warehouse.vector_store import arrow_to_matrix, matrix_to_arrow
 
@@ -302,6 +305,104 @@ def run(args) -> list[tuple[str, float, float]]:
     return results
 
 
+def _write_days(root: str, days: list[str], rows: int) -> None:
+    """One writer process of the concurrent backfill: raw_comments then clusters, per day."""
+    wh = Warehouse(LakeConfig.embedded(root))
+    for iso in days:
+        day = date.fromisoformat(iso)
+        raw = comments(day, rows)
+        wh.replace_partition(day, {"raw_comments": raw})
+        wh.replace_partition(
+            day,
+            {
+                "clusters": pa.table(
+                    {
+                        "comment_id": raw.column("comment_id"),
+                        "text_hash": raw.column("comment_id"),
+                        "cluster_id": pa.array([0] * rows, pa.int32()),
+                    }
+                )
+            },
+        )
+    wh.close()
+
+
+def concurrent_backfill(root: Path, days: int, procs: int, rows: int, reader: bool) -> dict:
+    """``procs`` writer processes share ``days`` days; optionally a reader polls the CLI every 100 ms."""
+    Warehouse(LakeConfig.embedded(root)).ensure_schema()
+    isos = [(START + timedelta(days=i)).isoformat() for i in range(days)]
+    reads = {"ok": 0, "failed": 0, "stop": False, "seconds": []}
+    cli = Path(sys.executable).parent / "embed-dagster"
+
+    def poll():
+        while not reads["stop"]:
+            t = time.perf_counter()
+            done = subprocess.run(
+                [str(cli), "--lake", str(root), "sql", "SELECT count(*) FROM raw_comments"],
+                capture_output=True,
+                text=True,
+            )
+            reads["seconds"].append(time.perf_counter() - t)
+            reads["ok" if done.returncode == 0 else "failed"] += 1
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    started = time.perf_counter()
+    if reader:
+        thread.start()
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bench.bench_warehouse", "--writer", str(root), str(rows), *isos[i::procs]]
+        )
+        for i in range(procs)
+    ]
+    codes = [w.wait() for w in workers]
+    seconds = time.perf_counter() - started
+    reads["stop"] = True
+    if reader:
+        thread.join()
+    assert codes == [0] * procs, codes
+    wh = Warehouse(LakeConfig.embedded(root), read_only=True)
+    counts = wh.partition_counts("raw_comments")
+    assert counts == {date.fromisoformat(d): rows for d in isos}, counts
+    wh.close()
+    return {
+        "seconds": seconds,
+        "reads_ok": reads["ok"],
+        "reads_failed": reads["failed"],
+        "read_s": statistics.median(reads["seconds"]) if reads["seconds"] else 0.0,
+    }
+
+
+def readers_section(args) -> str:
+    root = Path(tempfile.mkdtemp(prefix="bench-warehouse-readers-"))
+    try:
+        load = os.getloadavg()[0]
+        alone = concurrent_backfill(root / "a", args.days_concurrent, 4, args.rows_concurrent, reader=False)
+        polled = concurrent_backfill(root / "b", args.days_concurrent, 4, args.rows_concurrent, reader=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return "\n".join(
+        [
+            "### Readers during a concurrent backfill",
+            "",
+            f"{args.days_concurrent} days of {args.rows_concurrent:,} comments (raw_comments then "
+            "clusters, one transaction each) written by 4 processes at once into one lake, first alone, "
+            'then while a reader runs `embed-dagster sql "SELECT count(*) FROM raw_comments"` in a new '
+            f"process every 100 ms. Load average (1 min) {load:.1f} at the start.",
+            "",
+            "| | backfill s | reads ok | reads failed | median read s (process start included) |",
+            "|---|---|---|---|---|",
+            f"| writers alone | {alone['seconds']:.1f} | | | |",
+            f"| writers + polling reader | {polled['seconds']:.1f} | {polled['reads_ok']} "
+            f"| {polled['reads_failed']} | {polled['read_s']:.2f} |",
+            "",
+            f"Ratio with reader / alone: **{polled['seconds'] / alone['seconds']:.2f}** (on a 2-core "
+            "machine the reader's own process start-up competes for the same CPUs).",
+        ]
+    )
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--comments", type=int, default=100_000)
@@ -311,7 +412,20 @@ def main(argv=None) -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--per-day", type=int, default=400)
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    parser.add_argument("--only", choices=["all", "ratios", "readers"], default="all")
+    parser.add_argument("--days-concurrent", type=int, default=7)
+    parser.add_argument("--rows-concurrent", type=int, default=20_000)
+    parser.add_argument("--writer", nargs="+", help=argparse.SUPPRESS)  # ROOT ROWS DAY...: a writer process
     args = parser.parse_args(argv)
+    if args.writer:
+        _write_days(args.writer[0], args.writer[2:], int(args.writer[1]))
+        return
+    if args.only == "readers":
+        text = readers_section(args)
+        print(text)
+        if not args.no_write:
+            print(f"written to {write_section('warehouse-readers', text)}")
+        return
     load_before = os.getloadavg()
     started = time.perf_counter()
     results = run(args)
@@ -336,6 +450,11 @@ def main(argv=None) -> None:
     print(text)
     if not args.no_write:
         print(f"written to {write_section('warehouse', text)}")
+    if args.only == "all":
+        text = readers_section(args)
+        print(text)
+        if not args.no_write:
+            print(f"written to {write_section('warehouse-readers', text)}")
 
 
 if __name__ == "__main__":
