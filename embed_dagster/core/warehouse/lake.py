@@ -486,6 +486,14 @@ class Warehouse:
         )
         return set(rows.column("text_hash").to_pylist())
 
+    def cached_rows(self, day: date) -> pa.Table:
+        """The day's cached_embeddings rows as stored (to rewrite them unchanged, see fresh_embeddings)."""
+        return self._arrow(
+            "SELECT text_hash, model_key, tier FROM cached_embeddings WHERE partition_date = ? "
+            "ORDER BY model_key, text_hash",
+            [day],
+        )
+
     def rejected_comments(self, day: date, rejected: Mapping[str, str]) -> pa.Table:
         """Every comment of the day whose text the server refused, with the refusal as the reason."""
         if not rejected:

@@ -156,7 +156,7 @@ def fresh_embeddings(
     def fresh_rows(tx) -> pa.Table:
         # Read inside the write's transaction: another run of this partition may have rewritten
         # cached_embeddings since `todo` was read (finding vectors this run saved), and a text it lists
-        # as cached must not be listed here too.
+        # as cached must not be listed here too (the rewrite above turns a race into a retry).
         cached_now = tx.cached_hashes(day, key.id)
         done = [h for h in todo_hashes if h not in rejected and h not in cached_now]
         return pa.table(
@@ -172,6 +172,10 @@ def fresh_embeddings(
     snapshot = store.replace_partition(
         day,
         {
+            # Rewritten unchanged, as read in this transaction: DuckLake detects conflicts on writes
+            # only, so this makes a concurrent re-run's rewrite of cached_embeddings conflict with
+            # this commit (which is then retried on the new rows) instead of slipping past it.
+            "cached_embeddings": ({}, lambda tx: tx.cached_rows(day)),
             "fresh_embeddings": ({}, fresh_rows),
             "quarantine": ({"source_asset": "fresh_embeddings"}, quarantined),
         },
