@@ -123,9 +123,7 @@ class LakeConfig:
             data_path=settings.lake_data_path or base.data_path,
             extensions=settings.duckdb_extensions,
             commit_timeout_s=settings.lake_commit_timeout_s,
-            catalog_password=(
-                settings.lake_password.get_secret_value() if settings.lake_password else None
-            ),
+            catalog_password=(settings.lake_password.get_secret_value() if settings.lake_password else None),
         )
 
     @classmethod
@@ -313,8 +311,26 @@ class Warehouse:
             yield cur
 
     def _arrow(self, sql: str, params: Sequence | Mapping | None = None) -> pa.Table:
-        with self._cursor() as cur:
-            return cur.execute(sql, params or None).fetch_arrow_table()
+        """One read. A busy catalog ("database is locked" while SQLite checkpoints its WAL) is
+        retried briefly, like a commit conflict: reads are idempotent, and a step must not fail on it."""
+        if self._bound is not None:
+            with self._cursor() as cur:
+                return cur.execute(sql, params or None).fetch_arrow_table()
+        started, delay = time.monotonic(), 0.05
+        while True:
+            try:
+                with self._cursor() as cur:
+                    return cur.execute(sql, params or None).fetch_arrow_table()
+            except duckdb.Error as exc:
+                waited = time.monotonic() - started
+                if not _is_retryable(exc) or waited >= self.config.commit_timeout_s:
+                    raise
+                self.log.warning(
+                    f"read waiting for the lake catalog ({str(exc).splitlines()[0][:200]}); "
+                    f"retrying (waited {waited:.1f}s of {self.config.commit_timeout_s:g}s)"
+                )
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 2.0)
 
     def _one(self, sql: str, params: Sequence | Mapping | None = None) -> dict:
         return self._arrow(sql, params).to_pylist()[0]
