@@ -512,8 +512,10 @@ def ops_backfills(ops_server, local_server):
     * days 8–9: the same dialog opened from the job page: a job backfill (one run per partition).
     """
     gql = ops_server.gql
-    nodes = gql("{ assetNodes { assetKey { path } } }")["assetNodes"]
-    keys = sorted(n["assetKey"]["path"][0] for n in nodes)
+    # The lineage's assets (group comment_topics), as "Materialize all" on that group does: not the
+    # unpartitioned lake_maintenance asset, which has its own job and schedule.
+    nodes = gql("{ assetNodes { assetKey { path } groupName } }")["assetNodes"]
+    keys = sorted(n["assetKey"]["path"][0] for n in nodes if n["groupName"] == "comment_topics")
     started = time.monotonic()
     asset_params = asset_backfill_params(keys, [d.isoformat() for d in BACKFILL_DAYS], "7-day backfill")
     run_config = in_process_run_config(gql, ops_server.repo)
