@@ -22,7 +22,7 @@ endif
 SYNC := $(UV) sync --frozen --inexact
 
 .PHONY: demo test test-fast test-faults test-ui ui lock check-deps bench bench-embed bench-cache \
-	bench-cluster bench-topics bench-backfill lint clean
+	bench-cluster bench-topics bench-backfill bench-warehouse sql migrate lint clean
 
 # uv itself, when the machine has none: a pinned release from PyPI into .tools/ (git-ignored).
 $(CURDIR)/.tools/bin/uv:
@@ -80,7 +80,7 @@ check-deps: $(VENV)/.dev
 ui: $(VENV)/.base $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h $(UI_HOST) -p $(UI_PORT)
 
-bench: bench-embed bench-cache bench-cluster bench-backfill
+bench: bench-embed bench-cache bench-cluster bench-backfill bench-warehouse
 
 bench-embed: $(VENV)/.dev
 	$(BIN)/python -m bench.bench_embed
@@ -100,6 +100,18 @@ bench-topics: $(VENV)/.dev
 # embedder (a git worktree of that commit), and 1M comments through ingest + dedup.
 bench-backfill: $(VENV)/.dev
 	$(BIN)/python -m bench.bench_backfill
+
+# The lake against the old single DuckDB file on the same work (docs/benchmarks.md).
+bench-warehouse: $(VENV)/.dev
+	$(BIN)/python -m bench.bench_warehouse
+
+# An interactive read-only session on the lake (docs/warehouse.md); never blocks a run.
+sql: $(VENV)/.base
+	$(BIN)/embed-dagster shell
+
+# Copy an old single-file warehouse into the lake: make migrate FROM=data/embed_dagster.duckdb
+migrate: $(VENV)/.base
+	$(BIN)/embed-dagster migrate --from $(FROM)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

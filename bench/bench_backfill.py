@@ -65,7 +65,9 @@ def clean_env(root: Path, landing: Path) -> dict:
     home = root / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    # _DB for the design before the lake, _LAKE for this one: each reads only its own
     env.update(DAGSTER_HOME=str(home), EMBED_DAGSTER_DB=str(root / "warehouse.duckdb"),
+               EMBED_DAGSTER_LAKE=str(root / "lake"),
                EMBED_DAGSTER_LANDING=str(landing), EMBED_DAGSTER_START_DATE=DAY.isoformat())
     return env
 

@@ -34,8 +34,20 @@ class Settings(BaseSettings):
     )
 
     # Where the data lives
-    db: str = Field("data/embed_dagster.duckdb", validation_alias=_env("EMBED_DAGSTER_DB"),
-                    description="The warehouse file")
+    lake: str = Field("data/lake", validation_alias=_env("EMBED_DAGSTER_LAKE"),
+                      description="The embedded DuckLake folder (catalog.sqlite + files/), and cluster maps")
+    lake_catalog: str | None = Field(None, validation_alias=_env("EMBED_DAGSTER_LAKE_CATALOG"),
+                                     description="DuckLake catalog instead of the embedded SQLite one, "
+                                     "e.g. postgres:dbname=lake host=db user=lake")
+    lake_data_path: str | None = Field(None, validation_alias=_env("EMBED_DAGSTER_LAKE_DATA_PATH"),
+                                       description="The lake's Parquet path instead of <lake>/files/")
+    lake_password: SecretStr | None = Field(None, validation_alias=_env("EMBED_DAGSTER_LAKE_PASSWORD"),
+                                            description="PostgreSQL catalog password")
+    duckdb_extensions: str = Field("bundled", validation_alias=_env("EMBED_DAGSTER_DUCKDB_EXTENSIONS"),
+                                   description="bundled (the duckdb-ext wheels) or repository (INSTALL)")
+    lake_commit_timeout_s: float = Field(
+        300.0, gt=0, validation_alias=_env("EMBED_DAGSTER_LAKE_COMMIT_TIMEOUT_S"),
+        description="How long a write retries commit conflicts (the CLI; Dagster: lock_timeout_s)")
     landing: Path = Field(Path("data/landing"), validation_alias=_env("EMBED_DAGSTER_LANDING"),
                           description="Landing root; files go in comments/date=YYYY-MM-DD/")
     # When

@@ -22,7 +22,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from embed_dagster.core.warehouse.storage import count_rows, replace_rows, validate_identifier
+from embed_dagster.core.warehouse.lake import Warehouse, validate_identifier
 from embed_dagster.defs.resources import (
     ClusteringResource,
     EmbeddingResource,
@@ -80,7 +80,7 @@ def _write_landing(landing: Path) -> int:
 
 def _resources(db: Path, landing: Path, base_url: str) -> dict:
     return {
-        "warehouse": WarehouseResource(path=str(db)),
+        "warehouse": WarehouseResource(root=str(db)),
         "landing": LandingResource(root=str(landing)),
         "embedding": EmbeddingResource(
             base_url=base_url,
@@ -130,7 +130,7 @@ def secret_runs(tmp_path_factory):
     except RedisServerUnavailable as exc:
         pytest.skip(str(exc))
     tmp = tmp_path_factory.mktemp("security")
-    landing, db = tmp / "landing", tmp / "warehouse.duckdb"
+    landing, db = tmp / "landing", tmp / "lake"
     rows = _write_landing(landing)
     instance = dg.DagsterInstance.ephemeral()
     recorder, root = _Recorder(), logging.getLogger()
@@ -192,7 +192,9 @@ def test_the_secrets_were_really_used(secret_runs):
 def test_no_secret_in_event_log_logs_metadata_failures_or_warehouse(secret_runs, secret):
     assert secret not in secret_runs["kept"]
     assert secret not in secret_runs["printed"]
-    assert secret.encode() not in Path(secret_runs["db"]).read_bytes()
+    lake_files = [p for p in Path(secret_runs["db"]).rglob("*") if p.is_file()]
+    assert lake_files  # the catalog and the Parquet files
+    assert not [p for p in lake_files if secret.encode() in p.read_bytes()]
 
 
 def test_hostile_texts_come_back_byte_identical(secret_runs, fault_figures):
@@ -214,25 +216,24 @@ def test_hostile_texts_come_back_byte_identical(secret_runs, fault_figures):
 def test_identifiers_are_validated(tmp_path, name):
     with pytest.raises(ValueError, match="invalid SQL identifier"):
         validate_identifier(name)
-    db = tmp_path / "w.duckdb"
+    wh = Warehouse.embedded(tmp_path / "lake")
     with pytest.raises(ValueError):
-        count_rows(db, name)
-    assert count_rows(db, "raw_comments") == 0  # the table survived
+        wh.count_rows(name)
+    assert wh.count_rows("raw_comments") == 0  # the table survived
+    wh.close()
 
 
 def test_unknown_tables_and_columns_are_refused(tmp_path):
-    import duckdb
     import pyarrow as pa
 
-    from embed_dagster.core.warehouse.storage import ensure_schema
-
-    con = duckdb.connect(str(tmp_path / "w.duckdb"))
-    ensure_schema(con)
+    wh = Warehouse.embedded(tmp_path / "lake")
     with pytest.raises(ValueError, match="unknown table"):
-        replace_rows(con, "pg_catalog_tables", {"partition_date": DAY}, pa.table({"x": [1]}))
+        wh.replace_partition(DAY, {"pg_catalog_tables": pa.table({"x": [1]})})
     with pytest.raises(ValueError, match="invalid SQL identifier"):
-        replace_rows(con, "raw_comments", {"partition_date = partition_date OR 1": DAY}, pa.table({"x": [1]}))
-    con.close()
+        wh.replace_partition(DAY, {"raw_comments": ({"partition_date = partition_date OR 1": DAY},
+                                                    pa.table({"x": [1]}))})
+    assert wh.count_rows("raw_comments") == 0
+    wh.close()
 
 
 def _listening_addresses(port: int) -> set[str]:

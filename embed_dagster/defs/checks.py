@@ -3,16 +3,11 @@
 import dagster as dg
 import numpy as np
 
-from embed_dagster.core.warehouse.storage import query_arrow
 from embed_dagster.core.warehouse.vector_store import arrow_to_matrix
 from embed_dagster.defs.resources import ClusteringResource, EmbeddingResource, WarehouseResource
 from embed_dagster.lib.partitions import daily_partitions, partition_date
 
 NORM_TOLERANCE = 1e-3
-
-
-def _one(db: str, sql: str, params: list) -> dict:
-    return query_arrow(db, sql, params).to_pylist()[0]
 
 
 @dg.asset_check(
@@ -24,22 +19,7 @@ def _one(db: str, sql: str, params: list) -> dict:
 )
 def conservation(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     day = partition_date(context)
-    n = _one(
-        warehouse.path,
-        """SELECT
-             (SELECT count(*) FROM raw_comments WHERE partition_date = $d)
-           + (SELECT count(*) FROM quarantine WHERE partition_date = $d AND source_asset = 'raw_comments')
-               AS rows_read,
-             (SELECT count(*) FROM clusters WHERE partition_date = $d) AS clustered,
-             (SELECT count(DISTINCT comment_id) FROM clusters WHERE partition_date = $d)
-               AS clustered_distinct,
-             (SELECT count(*) FROM quarantine WHERE partition_date = $d) AS quarantined,
-             (SELECT count(*) FROM clusters c JOIN quarantine q
-                ON q.partition_date = c.partition_date AND q.comment_id = c.comment_id
-                AND q.source_asset <> 'raw_comments'
-              WHERE c.partition_date = $d) AS in_both""",
-        {"d": day},
-    )
+    n = warehouse.open(context.log).conservation_counts(day)
     lost = n["rows_read"] - n["clustered"] - n["quarantined"]
     doubled = n["clustered"] - n["clustered_distinct"] + n["in_both"]
     # The files' own row count, taken by ingest's separate simple reader and kept in raw_comments'
@@ -79,29 +59,7 @@ def coverage(
 ) -> dg.AssetCheckResult:
     day = partition_date(context)
     key = embedding.model_key().id
-    n = _one(
-        warehouse.path,
-        """WITH sources AS (
-               SELECT text_hash FROM cached_embeddings WHERE partition_date = $d AND model_key = $k
-               UNION ALL
-               SELECT text_hash FROM fresh_embeddings WHERE partition_date = $d AND model_key = $k),
-           rejected AS (
-               SELECT DISTINCT m.text_hash FROM quarantine q JOIN comment_texts m
-                 ON m.partition_date = q.partition_date AND m.comment_id = q.comment_id
-               WHERE q.partition_date = $d AND q.source_asset = 'fresh_embeddings'),
-           per_text AS (
-               SELECT d.text_hash, (SELECT count(*) FROM sources s WHERE s.text_hash = d.text_hash) AS n,
-                      d.text_hash IN (SELECT text_hash FROM rejected) AS was_rejected,
-                      d.text_hash IN (SELECT text_hash FROM embedding_store WHERE model_key = $k) AS stored
-               FROM deduplicated_texts d WHERE d.partition_date = $d)
-           SELECT count(*) AS distinct_texts,
-                  count(*) FILTER (WHERE n = 0 AND NOT was_rejected) AS missing,
-                  count(*) FILTER (WHERE n > 1) AS duplicated,
-                  count(*) FILTER (WHERE n = 1 AND NOT stored) AS not_in_store,
-                  count(*) FILTER (WHERE was_rejected) AS rejected
-           FROM per_text""",
-        {"d": day, "k": key},
-    )
+    n = warehouse.open(context.log).coverage_counts(day, key)
     passed = n["missing"] == 0 and n["duplicated"] == 0 and n["not_in_store"] == 0
     return dg.AssetCheckResult(passed=passed, metadata={**n, "model_key": key})
 
@@ -116,13 +74,7 @@ def vector_sanity(
 ) -> dg.AssetCheckResult:
     day = partition_date(context)
     key = embedding.model_key()
-    table = query_arrow(
-        warehouse.path,
-        """SELECT s.dim, s.vector FROM embedding_store s JOIN deduplicated_texts d
-             ON d.text_hash = s.text_hash AND d.partition_date = ?
-           WHERE s.model_key = ?""",
-        [day, key.id],
-    )
+    table = warehouse.open(context.log).day_vectors_with_dims(day, key.id)
     dims = set(table.column("dim").to_pylist())
     wrong_dim = sorted(dims - {key.dimensions})
     if wrong_dim:
@@ -152,13 +104,7 @@ def clustering_health(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, clustering: ClusteringResource
 ) -> dg.AssetCheckResult:
     day = partition_date(context)
-    n = _one(
-        warehouse.path,
-        """SELECT count(*) AS comments, count(*) FILTER (WHERE cluster_id = -1) AS noise,
-                  count(DISTINCT cluster_id) FILTER (WHERE cluster_id >= 0) AS clusters
-           FROM clusters WHERE partition_date = ?""",
-        [day],
-    )
+    n = warehouse.open(context.log).clustering_counts(day)
     share = n["noise"] / n["comments"] if n["comments"] else 0.0
     problems = []
     if share > clustering.max_noise_share:

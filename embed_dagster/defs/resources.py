@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -23,20 +25,75 @@ from embed_dagster.core.embedding.local import MODEL_NAME as LOCAL_MODEL_NAME
 from embed_dagster.core.embedding.local import LocalConfig, LocalEmbedder
 from embed_dagster.core.model_key import ModelKey
 from embed_dagster.core.textnorm import NORMALIZATION_VERSION
-from embed_dagster.core.warehouse.vector_store import VectorStore
+from embed_dagster.core.warehouse.lake import LakeConfig, Warehouse
 from embed_dagster.settings import Settings, load_settings
 
 DEFAULT_REMOTE_MODEL = "Qwen/Qwen3-Embedding-4B"
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The DuckDB file every asset writes its partitions to."""
+    """The DuckLake lake every asset writes its partitions to, handed out as a :class:`Warehouse`.
 
-    path: str = Field(default="data/embed_dagster.duckdb", description="DuckDB file (EMBED_DAGSTER_DB)")
-    lock_timeout_s: float = Field(default=300.0, description="How long to wait for another writer's lock")
+    Shaped like dagster-duckdb's ``DuckDBResource.get_connection()``: steps get a ready Warehouse
+    (one per process and configuration, schema ensured once), never a path. The configuration is
+    written here once and turned into a :class:`LakeConfig`; see docs/warehouse.md.
+    """
 
-    def store(self) -> VectorStore:
-        return VectorStore(self.path, retry_s=self.lock_timeout_s)
+    root: str = Field(
+        default="data/lake",
+        description="Local lake folder (EMBED_DAGSTER_LAKE): the embedded catalog.sqlite and files/, "
+        "and the cluster maps",
+    )
+    catalog: str | None = Field(
+        default=None,
+        description="DuckLake catalog instead of <root>/catalog.sqlite (EMBED_DAGSTER_LAKE_CATALOG), "
+        "e.g. 'postgres:dbname=lake host=db user=lake'",
+    )
+    data_path: str | None = Field(
+        default=None,
+        description="Parquet data path instead of <root>/files/ (EMBED_DAGSTER_LAKE_DATA_PATH): a shared "
+        "folder or s3:// prefix",
+    )
+    catalog_password: str | None = Field(
+        default=None, description="PostgreSQL catalog password (EMBED_DAGSTER_LAKE_PASSWORD); never logged"
+    )
+    extensions: str = Field(
+        default="bundled",
+        description="Where DuckDB's ducklake/sqlite/postgres extensions come from "
+        "(EMBED_DAGSTER_DUCKDB_EXTENSIONS): 'bundled' wheels, or 'repository' (INSTALL, needs network)",
+    )
+    lock_timeout_s: float = Field(
+        default=300.0, gt=0, description="How long a write retries commit conflicts before failing"
+    )
+
+    def config(self) -> LakeConfig:
+        embedded = LakeConfig.embedded(self.root)
+        return LakeConfig(
+            catalog=self.catalog or embedded.catalog,
+            data_path=self.data_path or embedded.data_path,
+            extensions=self.extensions,
+            commit_timeout_s=self.lock_timeout_s,
+            catalog_password=self.catalog_password or None,
+        )
+
+    def open(self, log: logging.Logger | logging.LoggerAdapter | None = None) -> Warehouse:
+        """This process's Warehouse for the lake, reporting waits to ``log`` (a step's context.log)."""
+        warehouse = Warehouse.shared(self.config())
+        return warehouse.with_log(log) if log is not None else warehouse
+
+    @contextmanager
+    def get_connection(
+        self, log: logging.Logger | logging.LoggerAdapter | None = None
+    ) -> Iterator[Warehouse]:
+        """``with warehouse.get_connection() as wh:`` (dagster-duckdb's shape); the connection is shared."""
+        yield self.open(log)
+
+    def store(self) -> Warehouse:
+        """The vector store (a part of the Warehouse)."""
+        return self.open()
+
+    def maps_dir(self) -> Path:
+        return Path(self.root) / "maps"
 
 
 class LandingResource(dg.ConfigurableResource):
@@ -139,7 +196,7 @@ class VectorCacheResource(dg.ConfigurableResource):
     def label(self) -> str:
         return redact_url(self.redis_url) if self.enabled else "disabled"
 
-    def tiered(self, store: VectorStore, key: ModelKey, log: logging.Logger) -> TieredCache:
+    def tiered(self, store: Warehouse, key: ModelKey, log: logging.Logger) -> TieredCache:
         redis = None
         if self.enabled:
             redis = RedisVectorCache(
@@ -192,7 +249,13 @@ def build_resources(settings: Settings | None = None) -> dict:
         return dg.EnvVar(name) if value else None
 
     return {
-        "warehouse": WarehouseResource(path=s.db),
+        "warehouse": WarehouseResource(
+            root=s.lake,
+            catalog=s.lake_catalog,
+            data_path=s.lake_data_path,
+            catalog_password=secret("EMBED_DAGSTER_LAKE_PASSWORD", s.lake_password),
+            extensions=s.duckdb_extensions,
+        ),
         "landing": LandingResource(root=str(s.landing)),
         "embedding": EmbeddingResource(
             base_url=secret("SGLANG_BASE_URL", s.sglang_base_url),

@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     first = date.fromisoformat(args.start) if args.start else settings.start_date
     days = [first + timedelta(days=i) for i in range(args.days)]
     landing = settings.landing
-    db = settings.db
+    from embed_dagster.core.warehouse.lake import LakeConfig, Warehouse
+
+    lake = LakeConfig.from_settings(settings)
     generate_landing(landing, first, args.days, per_day=args.per_day, seed=args.seed)
     print(f"sample comments for {days[0]}..{days[-1]} written under {landing}/comments/")
 
@@ -74,10 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  run {result.run_id} succeeded{note}")
 
     print()
+    wh = Warehouse.shared(lake)
     for day in days:
-        print(format_partition_report(db, day))
+        print(format_partition_report(wh, day))
         print()
-    print(f"warehouse: {db}   Dagster instance: {os.environ['DAGSTER_HOME']}   UI: make ui")
+    print(f"warehouse: {lake.label()}   Dagster instance: {os.environ['DAGSTER_HOME']}   UI: make ui")
     return 0
 
 

@@ -5,7 +5,6 @@ from embed_dagster.lib.partitions import daily_partitions
 
 OWNERS = ["team:comment-insights"]
 GROUP = "comment_topics"
-DUCKDB_POOL = "duckdb_writer"
 EMBEDDING_POOL = "embedding_server"
 
 COMMON = dict(partitions_def=daily_partitions, group_name=GROUP, owners=OWNERS)

@@ -8,8 +8,8 @@ from datetime import date
 
 import dagster as dg
 
+from embed_dagster.core.warehouse.lake import Warehouse
 from embed_dagster.core.warehouse.schema import TABLES
-from embed_dagster.core.warehouse.storage import count_rows
 
 
 def column_schema(table: str) -> dg.TableSchema:
@@ -18,14 +18,24 @@ def column_schema(table: str) -> dg.TableSchema:
     )
 
 
-def table_metadata(db_path: str, table: str, partition_date: date) -> dict:
-    """``dagster/*`` keys: the partition's rows, the whole table's rows, schema and name."""
-    return {
-        "dagster/partition_row_count": count_rows(db_path, table, partition_date),
-        "dagster/row_count": count_rows(db_path, table),
+def table_metadata(
+    warehouse: Warehouse, table: str, partition_date: date, snapshot_id: int | None = None
+) -> dict:
+    """``dagster/*`` keys: the partition's rows, the whole table's rows, schema and name.
+
+    ``lake/snapshot_id`` is the DuckLake snapshot the partition write committed: the version to
+    read the day "as of" later (``AT (VERSION => n)``, docs/warehouse.md), e.g. after a re-run.
+    """
+    partition_rows, total_rows = warehouse.row_counts(table, partition_date)
+    out = {
+        "dagster/partition_row_count": partition_rows,
+        "dagster/row_count": total_rows,
         "dagster/column_schema": column_schema(table),
         "dagster/table_name": f"embed_dagster.main.{table}",
     }
+    if snapshot_id is not None:
+        out["lake/snapshot_id"] = dg.MetadataValue.int(int(snapshot_id))
+    return out
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> dg.MetadataValue:

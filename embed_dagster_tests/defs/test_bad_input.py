@@ -423,7 +423,7 @@ def bad_day(tmp_path_factory, local_server, fault_figures):
         encoding="utf-8",
     )
     (landing / "comments" / f"date={EMPTY_DAY.isoformat()}").mkdir()
-    db = root / "warehouse.duckdb"
+    db = root / "lake"
     resources = make_resources(
         db, landing, local_server.base_url, model=MODEL_NAME, dimensions=512, batch_size=16, max_concurrency=2
     )

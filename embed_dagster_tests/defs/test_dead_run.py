@@ -67,7 +67,7 @@ def test_d1_a_killed_run_frees_its_slot_and_is_marked_failed(tmp_path, fault_fig
         env = clean_env(
             SGLANG_BASE_URL=srv.base_url, SGLANG_MODEL=srv.model,
             EMBED_DAGSTER_DIMENSIONS="64",
-            EMBED_DAGSTER_DB=str(tmp_path / "warehouse.duckdb"), EMBED_DAGSTER_LANDING=str(landing),
+            EMBED_DAGSTER_LAKE=str(tmp_path / "lake"), EMBED_DAGSTER_LANDING=str(landing),
         )
         with DagsterDev(tmp_path / "home", env, cwd=tmp_path / "cwd") as dev:
             instance = dg.DagsterInstance.from_config(str(dev.home))

@@ -69,7 +69,7 @@ def day(tmp_path):
     """48 comments over 32 distinct texts: 8 full batches of 4."""
     landing = tmp_path / "landing"
     rows = write_day(landing, DAY, 48, distinct=32)
-    return {"landing": landing, "db": tmp_path / "warehouse.duckdb", "rows": rows, "texts": 32}
+    return {"landing": landing, "db": tmp_path / "lake", "rows": rows, "texts": 32}
 
 
 def resources_for(day, srv, **kw):

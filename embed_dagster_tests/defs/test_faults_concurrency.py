@@ -67,7 +67,7 @@ def test_a_second_run_while_the_first_embeds_leaves_each_text_in_one_embedding_t
     day = date(2025, 6, 2)
     landing = tmp_path / "landing"
     rows = write_day(landing, day, 70, distinct=60)
-    db = tmp_path / "warehouse.duckdb"
+    db = tmp_path / "lake"
     config = dict(batch_size=4, max_concurrency=1, timeout_s=300.0)
     with FaultServer() as slow, FaultServer() as fast:
         slow.latency_s = 0.1
@@ -112,7 +112,7 @@ def backfill(tmp_path_factory, fault_figures):
     tmp = tmp_path_factory.mktemp("backfill")
     landing = tmp / "landing"
     rows = {d: write_day(landing, d, 34, distinct=24, extra=SHARED) for d in DAYS}
-    db, sequential_db = tmp / "parallel.duckdb", tmp / "sequential.duckdb"
+    db, sequential_db = tmp / "parallel-lake", tmp / "sequential-lake"
     plan = [DAYS[0::3], [DAYS[0], *DAYS[1::3]], DAYS[2::3]]  # DAYS[0] twice, at the same moment
     with FaultServer() as srv:
         srv.latency_s = 0.02

@@ -12,9 +12,9 @@ import pytest
 from embed_dagster.core.embedding import local
 from embed_dagster.core.embedding.client import ClientConfig, EmbeddingClient
 from embed_dagster.core.embedding.local import LocalConfig, LocalEmbedder
-from embed_dagster.core.warehouse.storage import query_arrow
 from embed_dagster.defs.resources import EmbeddingResource
 from embed_dagster.dev.sample_data import generate_landing
+from embed_dagster_tests.support.lake import query_arrow
 from embed_dagster_tests.support.pipeline import materialize, pipeline_resources
 
 DAY1, DAY2 = date(2025, 3, 1), date(2025, 3, 2)
@@ -38,13 +38,13 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("in_process")
     generate_landing(root / "landing", DAY1, 2, per_day=80, seed=5)
     # no base_url: the in-process encoder (in `make test-fast`, starting any process fails the test)
-    resources = pipeline_resources(root / "warehouse.duckdb", root / "landing")
+    resources = pipeline_resources(root / "lake", root / "landing")
     results, loads = {}, {}
     for day in (DAY1, DAY2, DAY1):  # DAY1 again: everything cached
         key = day if day not in results else "rerun"
         results[key] = materialize(resources, day)
         loads[key] = local.USEEncoder.loads
-    return {"db": str(root / "warehouse.duckdb"), "results": results, "loads": loads}
+    return {"db": str(root / "lake"), "results": results, "loads": loads}
 
 
 def test_days_embed_in_process_and_pass_their_checks(runs):

@@ -19,7 +19,7 @@ from datetime import date
 import dagster as dg
 import pytest
 
-from embed_dagster.core.warehouse.storage import connect, write_partition
+from embed_dagster.core.warehouse.lake import Warehouse
 from embed_dagster.defs.checks import CHECKS
 from embed_dagster.defs.embeddings.assets import fresh_embeddings
 from embed_dagster_tests.support.defs import ASSETS
@@ -50,7 +50,7 @@ DAY = date(2025, 5, 1)
 
 
 def test_sigkill_mid_embedding_then_resume_sends_only_the_rest(tmp_path, fault_figures):
-    landing, db = tmp_path / "landing", tmp_path / "warehouse.duckdb"
+    landing, db = tmp_path / "landing", tmp_path / "lake"
     rows = write_day(landing, DAY, 220, distinct=200)
     with FaultServer() as srv:
         srv.latency_s = 0.1
@@ -112,21 +112,22 @@ def test_sigkill_mid_embedding_then_resume_sends_only_the_rest(tmp_path, fault_f
 
 
 def _partition_state(db) -> tuple[int, set[str]]:
-    with connect(db, retry_s=30) as con:  # read-write: replays whatever WAL the killed writer left
-        rows = con.execute(
-            "SELECT split_part(comment_id, '-', 1) AS tag, count(*) FROM raw_comments "
-            "WHERE partition_date = DATE '2025-05-02' GROUP BY 1"
-        ).fetchall()
-    return sum(n for _, n in rows), {t for t, _ in rows}
+    rows = query(
+        db,
+        "SELECT split_part(comment_id, '-', 1) AS tag, count(*) AS n FROM raw_comments "
+        "WHERE partition_date = DATE '2025-05-02' GROUP BY 1",
+    ).to_pylist()
+    return sum(r["n"] for r in rows), {r["tag"] for r in rows}
 
 
 def test_sigkill_mid_partition_write_leaves_old_or_new_rows_never_a_mix(tmp_path, fault_figures):
-    db = tmp_path / "warehouse.duckdb"
+    db = tmp_path / "lake"
     n_old, n_new = 80_000, 90_000
-    write_partition(db, date(2025, 5, 2), {"raw_comments": ({}, big_partition("old", n_old))})
-    write_partition(db, date(2025, 5, 3), {"raw_comments": ({}, big_partition("other", 10))})
+    wh = Warehouse.embedded(db)
+    wh.replace_partition(date(2025, 5, 2), {"raw_comments": big_partition("old", n_old)})
+    wh.replace_partition(date(2025, 5, 3), {"raw_comments": big_partition("other", 10)})
     started = time.monotonic()
-    write_partition(db, date(2025, 5, 2), {"raw_comments": ({}, big_partition("old", n_old))})
+    wh.replace_partition(date(2025, 5, 2), {"raw_comments": big_partition("old", n_old)})
     write_s = time.monotonic() - started
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     # kills spread over the write (timed here, checkpoint included), jittered: the early ones land

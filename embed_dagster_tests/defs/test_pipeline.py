@@ -5,14 +5,18 @@ from __future__ import annotations
 from datetime import date
 
 import dagster as dg
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute
 import pytest
 
-from embed_dagster.core.warehouse.storage import connect, ensure_schema, query_arrow
+from embed_dagster.core.warehouse.lake import Warehouse
+from embed_dagster.core.warehouse.vector_store import arrow_to_matrix
 from embed_dagster.defs.resources import (
     WarehouseResource,
 )
 from embed_dagster.dev.local_server import MODEL_NAME
 from embed_dagster.dev.sample_data import generate_landing
+from embed_dagster_tests.support.lake import query_arrow
 from embed_dagster_tests.support.pipeline import (
     EMBEDDING_TABLES,
     ORDER_FREE_TABLES,
@@ -45,10 +49,10 @@ def pipeline(tmp_path_factory, local_server):
     landing = root / "landing"
     stats = generate_landing(landing, DAY1, 2, per_day=150, seed=11)
     resources = pipeline_resources(
-        root / "warehouse.duckdb", landing, base_url=local_server.base_url, model=MODEL_NAME
+        root / "lake", landing, base_url=local_server.base_url, model=MODEL_NAME
     )
     results = {day: materialize(resources, day) for day in (DAY1, DAY2)}
-    return {"db": str(root / "warehouse.duckdb"), "resources": resources, "stats": stats, "results": results}
+    return {"db": str(root / "lake"), "resources": resources, "stats": stats, "results": results}
 
 
 def _check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
@@ -176,15 +180,15 @@ def test_topics_continue_across_days(pipeline):
 def test_out_of_order_days_converge_when_rerun_in_order(pipeline, tmp_path):
     """Day 2 materialized before day 1 sees no earlier topics; re-running it after day 1 (what an
     asset backfill's ordering does) gives exactly the IDs of the in-order run."""
-    resources = {**pipeline["resources"], "warehouse": WarehouseResource(path=str(tmp_path / "w.duckdb"))}
-    db = str(tmp_path / "w.duckdb")
+    resources = {**pipeline["resources"], "warehouse": WarehouseResource(root=str(tmp_path / "lake"))}
+    db = str(tmp_path / "lake")
     # Same vectors as the in-order run (a different batching could move floats in the last bit).
-    with connect(db) as con:
-        ensure_schema(con)
-        # DuckDB 1.4 takes no parameter in ATTACH: the path is a test temp dir, quoted as a literal.
-        con.execute(f"ATTACH '{pipeline['db'].replace(chr(39), chr(39) * 2)}' AS src (READ_ONLY)")
-        con.execute("INSERT INTO embedding_store SELECT * FROM src.embedding_store")
-        con.execute("INSERT INTO model_keys SELECT * FROM src.model_keys")
+    source = query_arrow(pipeline["db"], "SELECT model_key, text_hash, dim, vector FROM embedding_store")
+    target = Warehouse.embedded(db)
+    for key in set(source.column("model_key").to_pylist()):
+        rows = source.filter(pa.compute.equal(source.column("model_key"), key))
+        dim = rows.column("dim")[0].as_py()
+        target.save(key, rows.column("text_hash").to_pylist(), arrow_to_matrix(rows.column("vector"), dim))
     materialize(resources, DAY2)
     early = query_arrow(db, "SELECT bool_and(is_new) AS all_new FROM topics WHERE status <> 'emerging'")
     early = early.column("all_new")[0].as_py()

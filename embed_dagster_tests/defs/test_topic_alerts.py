@@ -1,6 +1,6 @@
 """The topics asset and its WARN check on a warehouse with an injected surge (issue 16).
 
-Seven days of cluster summaries are written straight into a real DuckDB warehouse: four steady
+Seven days of cluster summaries are written straight into a real lake on disk: four steady
 themes of 250 comments a day, then on day 7 one theme jumps to 1,250 and a new 400-comment theme
 appears. The asset runs day by day in date order, as a backfill would; the check must stay quiet on
 days 1–6 and warn on day 7, naming both.
@@ -14,11 +14,12 @@ import dagster as dg
 import numpy as np
 import pyarrow as pa
 
-from embed_dagster.core.warehouse.storage import connect, ensure_schema, query_arrow, write_partition
+from embed_dagster.core.warehouse.lake import Warehouse
 from embed_dagster.core.warehouse.vector_store import matrix_to_arrow
 from embed_dagster.defs.resources import EmbeddingResource, WarehouseResource
 from embed_dagster.defs.topics.assets import topics
 from embed_dagster.defs.topics.checks import topic_alerts
+from embed_dagster_tests.support.lake import query_arrow
 
 DAY1 = datetime.date(2025, 1, 1)
 
@@ -44,11 +45,10 @@ def _summaries(sizes: dict[int, int], centroids: dict[int, np.ndarray]) -> pa.Ta
 
 
 def test_check_warns_on_an_injected_surge_and_a_large_new_topic(tmp_path):
-    db = str(tmp_path / "warehouse.duckdb")
-    with connect(db) as con:
-        ensure_schema(con)
+    db = str(tmp_path / "lake")
+    lake = Warehouse.embedded(db)
     centroids = {c: _unit(c) for c in range(5)}
-    resources = {"warehouse": WarehouseResource(path=db), "embedding": EmbeddingResource()}
+    resources = {"warehouse": WarehouseResource(root=db), "embedding": EmbeddingResource()}
     outcomes = {}
     for k in range(7):
         day = DAY1 + datetime.timedelta(days=k)
@@ -56,7 +56,7 @@ def test_check_warns_on_an_injected_surge_and_a_large_new_topic(tmp_path):
         if k == 6:
             sizes[3] = 1250  # the injected surge
             sizes[4] = 400  # a large new theme
-        write_partition(db, day, {"cluster_summaries": ({}, _summaries(sizes, centroids))})
+        lake.replace_partition(day, {"cluster_summaries": ({}, _summaries(sizes, centroids))})
         result = dg.materialize([topics, topic_alerts], partition_key=day.isoformat(), resources=resources)
         (evaluation,) = result.get_asset_check_evaluations()
         outcomes[day] = evaluation

@@ -63,21 +63,21 @@ def ui_server(tmp_path_factory, local_server):
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     generate_landing(root / "landing", DAY, 1, per_day=150, seed=17)  # a day with several clusters
     resources = pipeline_resources(
-        root / "warehouse.duckdb", root / "landing", base_url=local_server.base_url, model=MODEL_NAME
+        root / "lake", root / "landing", base_url=local_server.base_url, model=MODEL_NAME
     )
     with dg.DagsterInstance.from_config(str(home)) as instance:
         result = materialize(resources, DAY, instance=instance)
     assert result.success
     env = clean_env(
-        EMBED_DAGSTER_DB=str(root / "warehouse.duckdb"),
+        EMBED_DAGSTER_LAKE=str(root / "lake"),
         EMBED_DAGSTER_LANDING=str(root / "landing"),
         SGLANG_BASE_URL=local_server.base_url,
         SGLANG_MODEL=MODEL_NAME,
     )
-    from embed_dagster.core.warehouse.storage import query_arrow
+    from embed_dagster_tests.support.lake import query_arrow
 
     labels = query_arrow(
-        str(root / "warehouse.duckdb"),
+        str(root / "lake"),
         "SELECT label FROM cluster_summaries WHERE partition_date = ? AND cluster_id >= 0 ORDER BY size DESC",
         [DAY],
     ).column("label").to_pylist()

@@ -10,13 +10,15 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
-from embed_dagster.core.warehouse.storage import connect
 from embed_dagster_tests.support.dagster_procs import (
+    BACKFILL_DAYS,
     IN_PROCESS,
     JOB_DAYS,
     METADATA_FIELDS,
@@ -192,25 +194,31 @@ def _until(predicate, timeout_s: float, what: str):
 
 
 def test_killed_run_gives_its_pool_slot_back(ops_server, ops_backfills):
-    """run_monitoring in dagster.yaml: a run whose process dies while it holds the duckdb_writer slot
-    is marked failed and its slot is freed, so the queue does not stall behind it.
+    """run_monitoring in dagster.yaml: a run whose process dies while it holds the embedding_server
+    slot is marked failed and its slot is freed, so the queue does not stall behind it.
 
-    To kill it while it certainly holds the slot, this test holds the warehouse's write lock: the
-    run's raw_comments step takes the slot, then waits for the lock.
+    To kill it while it certainly holds the slot, this test holds the lake catalog's write lock (a
+    SQLite write transaction; readers go on in WAL mode): the run's fresh_embeddings step takes the
+    slot, finds every vector stored by the backfill, then retries its commit while the lock is held.
     """
     gql, dev = ops_server.gql, ops_server.dev
-    with connect(ops_server.db):
-        params = asset_backfill_params(["raw_comments"], ["2025-02-01"], "killed run")
+    holder = sqlite3.connect(Path(ops_server.db) / "catalog.sqlite", timeout=60, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        params = asset_backfill_params(["fresh_embeddings"], [BACKFILL_DAYS[0].isoformat()], "killed run")
         if ops_backfills.run_config:
             params["runConfigData"] = json.dumps(IN_PROCESS)
         backfill_id = launch_backfill(gql, params)
         run_id = _until(lambda: (backfill_status(gql, backfill_id)["runs"] or [{}])[0].get("runId"),
                         120, "the backfill's run")
         assert _until(lambda: _claimed(gql, run_id), 180, "the run to take its slot") == [
-            ("duckdb_writer", "raw_comments")
+            ("embedding_server", "fresh_embeddings")
         ]
         worker = _until(lambda: dev.run_worker_pid(run_id), 30, "the run's worker process")
         os.kill(worker, signal.SIGKILL)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
     status = _until(
         lambda: (s := run_details(gql, run_id)["status"]) in ("FAILURE", "CANCELED") and s, 120, "run failure"
     )

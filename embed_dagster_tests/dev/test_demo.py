@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from embed_dagster.dev.report import partition_figures
+from embed_dagster_tests.support.lake import reader
 
 # `make demo` in a subprocess, twice, through a real instance.
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -44,7 +45,7 @@ def demo_env(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SGLANG_", "REDIS_", "EMBED_DAGSTER_"))}
     env.update(
         DAGSTER_HOME=str(home),
-        EMBED_DAGSTER_DB=str(root / "warehouse.duckdb"),
+        EMBED_DAGSTER_LAKE=str(root / "lake"),
         EMBED_DAGSTER_LANDING=str(root / "landing"),
         _CWD=str(root),
     )
@@ -76,7 +77,7 @@ def _report_numbers(output: str, day: date) -> dict[str, int]:
 def test_demo_report_matches_the_tables(first_run, demo_env):
     for day in DAYS:
         printed = _report_numbers(first_run, day)
-        actual = partition_figures(demo_env["EMBED_DAGSTER_DB"], day)
+        actual = partition_figures(reader(demo_env["EMBED_DAGSTER_LAKE"]), day)
         for key, value in printed.items():
             assert actual[key] == value, key
         assert printed["rows_read"] == printed["clustered"] + printed["quarantined"]
@@ -105,10 +106,10 @@ def test_demo_runs_are_recorded_in_the_instance(first_run, demo_env):
 
 
 def test_second_demo_run_is_identical_and_fully_cached(first_run, demo_env):
-    before = {d: partition_figures(demo_env["EMBED_DAGSTER_DB"], d) for d in DAYS}
+    before = {d: partition_figures(reader(demo_env["EMBED_DAGSTER_LAKE"]), d) for d in DAYS}
     second = _run_demo(demo_env)
     for day in DAYS:
-        after = partition_figures(demo_env["EMBED_DAGSTER_DB"], day)
+        after = partition_figures(reader(demo_env["EMBED_DAGSTER_LAKE"]), day)
         assert after["fresh_embeddings"] == 0 and after["fresh_sent"] == 0
         assert after["cached_embeddings"] == after["distinct_texts"]
         for key in (

@@ -456,14 +456,14 @@ def ops_server(tmp_path_factory, local_server):
         SGLANG_BASE_URL=local_server.base_url,
         SGLANG_MODEL=MODEL_NAME,
         SGLANG_API_KEY=SECRET,
-        EMBED_DAGSTER_DB=str(root / "warehouse.duckdb"),
+        EMBED_DAGSTER_LAKE=str(root / "lake"),
         EMBED_DAGSTER_LANDING=str(landing),
     )
     dev = DagsterDev(root / "dagster_home", env, cwd=root / "cwd")
     dev.start()
     try:
         yield SimpleNamespace(dev=dev, gql=dev.gql, root=root, landing=landing,
-                              db=env["EMBED_DAGSTER_DB"], repo=repository_selector(dev.gql))
+                              db=env["EMBED_DAGSTER_LAKE"], repo=repository_selector(dev.gql))
     finally:
         dev.stop()
         leftovers = dev.leftovers()
@@ -489,8 +489,10 @@ def ops_backfills(ops_server, local_server):
     * days 8–9: the same dialog opened from the job page: a job backfill (one run per partition).
     """
     gql = ops_server.gql
-    nodes = gql("{ assetNodes { assetKey { path } } }")["assetNodes"]
-    keys = sorted(n["assetKey"]["path"][0] for n in nodes)
+    # The lineage's assets (group comment_topics), as "Materialize all" on that group does: not the
+    # unpartitioned lake_maintenance asset, which has its own job and schedule.
+    nodes = gql("{ assetNodes { assetKey { path } groupName } }")["assetNodes"]
+    keys = sorted(n["assetKey"]["path"][0] for n in nodes if n["groupName"] == "comment_topics")
     started = time.monotonic()
     asset_params = asset_backfill_params(keys, [d.isoformat() for d in BACKFILL_DAYS], "7-day backfill")
     run_config = in_process_run_config(gql, ops_server.repo)
@@ -503,7 +505,7 @@ def ops_backfills(ops_server, local_server):
     if job_run_config:
         job_params["runConfigData"] = json.dumps(job_run_config)
     job_id = launch_backfill(gql, job_params)
-    reference_db = ops_server.root / "sequential.duckdb"
+    reference_db = ops_server.root / "sequential-lake"
     reference = sequential_reference(ops_server.landing, reference_db, local_server.base_url, BACKFILL_DAYS)
     finished = wait_for_backfills(gql, [asset_id, job_id], BACKFILL_TIMEOUT_S)
     return SimpleNamespace(

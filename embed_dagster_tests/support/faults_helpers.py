@@ -19,11 +19,13 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from embed_dagster.core.warehouse.lake import WarehouseError
 from embed_dagster.core.warehouse.vector_store import arrow_to_matrix
 from embed_dagster.defs.resources import (
     EmbeddingResource,
 )
 from embed_dagster_tests.support.fault_server import expected_vector
+from embed_dagster_tests.support.lake import query_arrow
 from embed_dagster_tests.support.pipeline import materialize as support_materialize
 from embed_dagster_tests.support.pipeline import pipeline_resources
 
@@ -119,16 +121,8 @@ def step_failures(result) -> dict[str, str]:
 
 
 def query(db: Path | str, sql: str, params: list | dict | None = None) -> pa.Table:
-    """A read-only query for assertions once the runs are over: no schema DDL, no write lock.
-
-    (storage.query_arrow opens the file for writing and ensures the schema on every call, which
-    is right for assets and ten times slower than needed for a test's many checks.)
-    """
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.sql(sql, params=params or None).to_arrow_table()
-    finally:
-        con.close()
+    """A read-only query on the lake for assertions, through the Warehouse (as an analyst reads)."""
+    return query_arrow(db, sql, params)
 
 
 def scalar(db: Path | str, sql: str, params: list | dict | None = None) -> dict:
@@ -277,23 +271,12 @@ def wait_all(procs: list[subprocess.Popen], timeout_s: float) -> list[int]:
 
 
 def read_only_scalar(db: Path | str, sql: str, timeout_s: float = 0.5):
-    """A read while another process may be writing: DuckDB refuses while a writer holds the file,
-    so retry briefly and give up with None (callers poll)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            con = duckdb.connect(str(db), read_only=True)
-        except (duckdb.IOException, duckdb.ConnectionException):
-            if time.monotonic() > deadline:
-                return None
-            time.sleep(0.02)
-            continue
-        try:
-            return con.execute(sql).fetchone()[0]
-        except duckdb.CatalogException:
-            return None  # table not created yet
-        finally:
-            con.close()
+    """A read while another process may be writing; None while the lake or the table does not exist
+    yet (callers poll). Readers never wait for writers on the lake, so there is no lock to retry."""
+    try:
+        return query_arrow(db, sql).column(0)[0].as_py()
+    except (WarehouseError, duckdb.CatalogException):
+        return None
 
 
 def wait_for_saved_vectors(proc: subprocess.Popen, db: Path | str, timeout_s: float = 180.0) -> int | None:

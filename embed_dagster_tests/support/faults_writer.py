@@ -1,8 +1,8 @@
 """Replace one big raw_comments partition, as a process of its own the kill test can SIGKILL.
 
 ``python -m embed_dagster_tests.support.faults_writer DB TAG N`` writes N rows whose comment_id starts with
-TAG to 2025-05-02, printing ``writing`` before and ``done`` after. Only pyarrow and the storage
-module are imported, so the child starts fast and the kill lands in the write, not in imports.
+TAG to 2025-05-02 of the lake at DB, printing ``writing`` before and ``done`` after. The lake is
+opened before ``writing`` is printed, so the kill lands in the write, not in start-up.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 
 import pyarrow as pa
 
-from embed_dagster.core.warehouse.storage import write_partition
+from embed_dagster.core.warehouse.lake import Warehouse
 
 DAY = date(2025, 5, 2)
 
@@ -35,8 +35,11 @@ def big_partition(tag: str, n: int) -> pa.Table:
 def main(argv: list[str]) -> int:
     db, tag, n = argv[1], argv[2], int(argv[3])
     rows = big_partition(tag, n)
+    wh = Warehouse.embedded(db)
+    wh.ensure_schema()
+    wh.partition_hashes(DAY)  # extensions loaded, lake attached
     print("writing", flush=True)
-    write_partition(db, DAY, {"raw_comments": ({}, rows)})
+    wh.replace_partition(DAY, {"raw_comments": rows})
     print("done", flush=True)
     return 0
 

@@ -36,7 +36,7 @@ PARTITIONED_TABLES = [t for t in _SCHEMA if any(c.name == "partition_date" for c
 
 
 def pipeline_resources(
-    db: str | Path,
+    lake: str | Path,
     landing: str | Path,
     *,
     warehouse: dict | None = None,
@@ -45,7 +45,7 @@ def pipeline_resources(
 ) -> dict:
     """Resources for one test pipeline; ``embedding`` are EmbeddingResource fields (base_url, model…)."""
     return {
-        "warehouse": WarehouseResource(path=str(db), **(warehouse or {})),
+        "warehouse": WarehouseResource(root=str(lake), **(warehouse or {})),
         "landing": LandingResource(root=str(landing)),
         "embedding": EmbeddingResource(**embedding),
         "vector_cache": VectorCacheResource(**(vector_cache or {})),

@@ -1,6 +1,6 @@
 """Warehouse tables, declared once.
 
-The same declarations produce the DuckDB DDL and the column schema that Dagster shows in the UI,
+The same declarations produce the DuckLake DDL and the column schema that Dagster shows in the UI,
 so the two cannot drift apart. Every partitioned table carries ``partition_date DATE``: a DATE
 (not VARCHAR) so that partition deletes match exactly.
 """
@@ -146,7 +146,7 @@ TABLES: dict[str, Table] = {
     )
 }
 
-# Read-side conveniences; recreated on every connection that ensures the schema.
+# Read-side conveniences for analysts; created with the schema, once per lake.
 VIEWS: dict[str, str] = {
     "topic_registry": """
         SELECT topic_id, min(first_seen) AS first_seen, max(partition_date) AS last_seen,
@@ -161,7 +161,8 @@ VIEWS: dict[str, str] = {
 
 
 def ddl(name: str) -> str:
+    """CREATE TABLE for the lake. DuckLake has no primary keys: ``primary_key`` stays the logical key
+    (the vector store's anti-join inserts and de-duplicating reads enforce it), not a constraint."""
     table = TABLES[name]
     cols = ", ".join(f"{c.name} {c.type}" for c in table.columns)
-    pk = f", PRIMARY KEY ({', '.join(table.primary_key)})" if table.primary_key else ""
-    return f"CREATE TABLE IF NOT EXISTS {table.name} ({cols}{pk})"
+    return f"CREATE TABLE IF NOT EXISTS {table.name} ({cols})"

@@ -1,7 +1,5 @@
 """Vectors → clusters (+ cluster_summaries): the day's groups of similar comments."""
 
-from datetime import date
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -9,30 +7,17 @@ import pyarrow as pa
 
 from embed_dagster.core.clustering.recipe import ClusterSummary, cluster_vectors, summarize_clusters
 from embed_dagster.core.topics.cluster_map import map_clusters, render_cluster_map
-from embed_dagster.core.warehouse.storage import query_arrow, write_partition
-from embed_dagster.core.warehouse.vector_store import arrow_to_matrix, matrix_to_arrow
+from embed_dagster.core.warehouse.vector_store import matrix_to_arrow
 from embed_dagster.defs.resources import (
     ClusteringResource,
     EmbeddingResource,
     WarehouseResource,
 )
-from embed_dagster.lib.asset_options import COMMON, DUCKDB_POOL
+from embed_dagster.lib.asset_options import COMMON
 from embed_dagster.lib.metadata import definition_metadata, markdown_table, png_markdown, table_metadata
 from embed_dagster.lib.partitions import partition_date
 
 MAP_TOP = 12  # clusters named on the map, and listed in the top_clusters table: the same ones
-
-
-def _load_partition_vectors(db: str, day: date, model_key_id: str, dim: int) -> tuple[pa.Table, np.ndarray]:
-    """The day's distinct texts that have a vector, with those vectors, in one join."""
-    table = query_arrow(
-        db,
-        """SELECT d.text_hash, d.text, d.comment_count, s.vector FROM deduplicated_texts d
-           JOIN embedding_store s ON s.text_hash = d.text_hash AND s.model_key = ?
-           WHERE d.partition_date = ? ORDER BY d.text_hash""",
-        [model_key_id, day],
-    )
-    return table.drop(["vector"]), arrow_to_matrix(table.column("vector"), dim)
 
 
 @dg.asset(
@@ -40,7 +25,6 @@ def _load_partition_vectors(db: str, day: date, model_key_id: str, dim: int) -> 
     deps=["deduplicated_texts", "cached_embeddings", "fresh_embeddings"],
     kinds={"duckdb", "hdbscan"},
     code_version="1",
-    pool=DUCKDB_POOL,
     metadata=definition_metadata("clusters"),
     description="Each comment's cluster of the day (−1 = noise) from HDBSCAN over the L2-normalized "
     "vectors of its distinct texts, after dimension reduction; `cluster_summaries` holds each "
@@ -54,19 +38,9 @@ def clusters(
 ) -> dg.MaterializeResult:
     day = partition_date(context)
     key = embedding.model_key()
-    texts, matrix = _load_partition_vectors(warehouse.path, day, key.id, key.dimensions)
-    expected = (
-        query_arrow(
-            warehouse.path,
-            """SELECT count(*) AS n FROM deduplicated_texts d WHERE d.partition_date = ?
-           AND d.text_hash NOT IN (SELECT m.text_hash FROM quarantine q JOIN comment_texts m
-               ON m.partition_date = q.partition_date AND m.comment_id = q.comment_id
-               WHERE q.partition_date = ? AND q.source_asset = 'fresh_embeddings')""",
-            [day, day],
-        )
-        .column("n")[0]
-        .as_py()
-    )
+    wh = warehouse.open(context.log)
+    texts, matrix = wh.vectors_for_day(day, key.id, key.dimensions)
+    expected = wh.expected_vector_count(day)
     if expected != texts.num_rows:
         raise dg.Failure(
             description=f"{expected - texts.num_rows} distinct texts of {day} have no vector for model key "
@@ -88,9 +62,9 @@ def clusters(
             "probability": pa.array(result.probabilities.astype(np.float64)),
         }
     )
-    comment_rows = _comment_assignments(warehouse.path, day, by_hash)
+    comment_rows = wh.comment_assignments(day, by_hash)
     summary_rows = _summaries_table(summaries)
-    map_path = Path(warehouse.path).parent / "maps" / f"clusters_{day.isoformat()}.png"
+    map_path = warehouse.maps_dir() / f"clusters_{day.isoformat()}.png"
     # The map names the MAP_TOP largest clusters and the top_clusters table lists exactly those.
     named = map_clusters(result.labels, MAP_TOP)
     by_id = {s.cluster_id: s for s in summaries}
@@ -103,14 +77,16 @@ def clusters(
     )
     map_path.parent.mkdir(parents=True, exist_ok=True)
     map_path.write_bytes(png)
-    write_partition(
-        warehouse.path, day, {"clusters": ({}, comment_rows), "cluster_summaries": ({}, summary_rows)}
+    snapshot = wh.replace_partition(
+        day,
+        {"clusters": ({}, comment_rows), "cluster_summaries": ({}, summary_rows)},
+        message=f"clusters {day} run {context.run_id}",
     )
     n_comments = comment_rows.num_rows
     noise_comments = int(counts[result.labels == -1].sum()) if len(counts) else 0
     return dg.MaterializeResult(
         metadata={
-            **table_metadata(warehouse.path, "clusters", day),
+            **table_metadata(wh, "clusters", day, snapshot),
             "comments": n_comments,
             "distinct_texts": texts.num_rows,
             "clusters": result.n_clusters,
@@ -131,20 +107,6 @@ def clusters(
             "cluster_map_path": dg.MetadataValue.path(str(map_path)),
         }
     )
-
-
-def _comment_assignments(db: str, day: date, by_hash: pa.Table) -> pa.Table:
-    from embed_dagster.core.warehouse.storage import connect, ensure_schema
-
-    with connect(db) as con:
-        ensure_schema(con)
-        con.register("_labels", by_hash)
-        return con.sql(
-            """SELECT m.comment_id, m.text_hash, l.cluster_id, l.probability
-               FROM comment_texts m JOIN _labels l USING (text_hash)
-               WHERE m.partition_date = ? ORDER BY m.comment_id""",
-            params=[day],
-        ).to_arrow_table()
 
 
 def _summaries_table(summaries: list[ClusterSummary]) -> pa.Table:

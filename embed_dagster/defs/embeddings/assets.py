@@ -2,20 +2,18 @@
 from a cache tier when one has it, from the embedding server otherwise."""
 
 import time
-from datetime import date
 
 import dagster as dg
 import numpy as np
 import pyarrow as pa
 
 from embed_dagster.core.embedding.base import EmbedderError
-from embed_dagster.core.warehouse.storage import query_arrow, write_partition
 from embed_dagster.defs.resources import (
     EmbeddingResource,
     VectorCacheResource,
     WarehouseResource,
 )
-from embed_dagster.lib.asset_options import COMMON, DUCKDB_POOL, EMBEDDING_POOL
+from embed_dagster.lib.asset_options import COMMON, EMBEDDING_POOL
 from embed_dagster.lib.metadata import definition_metadata, table_metadata
 from embed_dagster.lib.partitions import partition_date
 
@@ -23,19 +21,11 @@ CHECKPOINT_ROWS = 2048
 CHECKPOINT_SECONDS = 2.0
 
 
-def _partition_hashes(db: str, day: date) -> list[str]:
-    rows = query_arrow(
-        db, "SELECT text_hash FROM deduplicated_texts WHERE partition_date = ? ORDER BY text_hash", [day]
-    )
-    return rows.column("text_hash").to_pylist()
-
-
 @dg.asset(
     **COMMON,
     deps=["deduplicated_texts"],
     kinds={"duckdb", "redis"},
     code_version="1",
-    pool=DUCKDB_POOL,
     metadata=definition_metadata("cached_embeddings"),
     description="Distinct texts of the day whose vector already exists for the current model key "
     "(model + dimensions + instruction + normalization version), found in Redis (if configured) or "
@@ -49,9 +39,9 @@ def cached_embeddings(
 ) -> dg.MaterializeResult:
     day = partition_date(context)
     key = embedding.model_key()
-    store = warehouse.store()
+    store = warehouse.open(context.log)
     store.register_model_key(key)
-    hashes = _partition_hashes(warehouse.path, day)
+    hashes = store.partition_hashes(day)
     cache = vector_cache.tiered(store, key, context.log)
     found = cache.lookup(key.id, hashes)
     # Redis may hold vectors this warehouse never stored (another machine embedded them); the store
@@ -69,10 +59,12 @@ def cached_embeddings(
             "tier": pa.array(found.tiers, pa.string()),
         }
     )
-    write_partition(warehouse.path, day, {"cached_embeddings": ({}, rows)})
+    snapshot = store.replace_partition(
+        day, {"cached_embeddings": ({}, rows)}, message=f"cached_embeddings {day} run {context.run_id}"
+    )
     return dg.MaterializeResult(
         metadata={
-            **table_metadata(warehouse.path, "cached_embeddings", day),
+            **table_metadata(store, "cached_embeddings", day, snapshot),
             "model": key.model,
             "dimensions": key.dimensions,
             "model_key": key.id,
@@ -127,16 +119,9 @@ def fresh_embeddings(
 ) -> dg.MaterializeResult:
     day = partition_date(context)
     key = embedding.model_key()
-    store = warehouse.store()
+    store = warehouse.open(context.log)
     store.register_model_key(key)
-    todo = query_arrow(
-        warehouse.path,
-        """SELECT d.text_hash, d.text FROM deduplicated_texts d
-           WHERE d.partition_date = ? AND d.text_hash NOT IN (
-               SELECT text_hash FROM cached_embeddings WHERE partition_date = ? AND model_key = ?)
-           ORDER BY d.text_hash""",
-        [day, day, key.id],
-    )
+    todo = store.texts_to_embed(day, key.id)
     todo_hashes = todo.column("text_hash").to_pylist()
     resumed = store.existing(key.id, todo_hashes)
     if resumed:
@@ -169,17 +154,11 @@ def fresh_embeddings(
             ) from None
     elapsed = time.monotonic() - started
 
-    def fresh_rows(con) -> pa.Table:
+    def fresh_rows(tx) -> pa.Table:
         # Read inside the write's transaction: another run of this partition may have rewritten
         # cached_embeddings since `todo` was read (finding vectors this run saved), and a text it lists
-        # as cached must not be listed here too.
-        cached_now = {
-            r[0]
-            for r in con.execute(
-                "SELECT text_hash FROM cached_embeddings WHERE partition_date = ? AND model_key = ?",
-                [day, key.id],
-            ).fetchall()
-        }
+        # as cached must not be listed here too (the rewrite above turns a race into a retry).
+        cached_now = tx.cached_hashes(day, key.id)
         done = [h for h in todo_hashes if h not in rejected and h not in cached_now]
         return pa.table(
             {
@@ -190,19 +169,23 @@ def fresh_embeddings(
             }
         )
 
-    quarantined = _rejected_comments(warehouse.path, day, rejected)
-    write_partition(
-        warehouse.path,
+    quarantined = store.rejected_comments(day, rejected)
+    snapshot = store.replace_partition(
         day,
         {
+            # Rewritten unchanged, as read in this transaction: DuckLake detects conflicts on writes
+            # only, so this makes a concurrent re-run's rewrite of cached_embeddings conflict with
+            # this commit (which is then retried on the new rows) instead of slipping past it.
+            "cached_embeddings": ({}, lambda tx: tx.cached_rows(day)),
             "fresh_embeddings": ({}, fresh_rows),
             "quarantine": ({"source_asset": "fresh_embeddings"}, quarantined),
         },
+        message=f"fresh_embeddings {day} run {context.run_id}",
     )
     sent = len(to_send)
     return dg.MaterializeResult(
         metadata={
-            **table_metadata(warehouse.path, "fresh_embeddings", day),
+            **table_metadata(store, "fresh_embeddings", day, snapshot),
             "model": key.model,
             "dimensions": key.dimensions,
             "model_key": key.id,
@@ -220,36 +203,3 @@ def fresh_embeddings(
         }
     )
 
-
-def _rejected_comments(db: str, day: date, rejected: dict[str, str]) -> pa.Table:
-    """Every comment whose text the server refused, with the server's message as the reason."""
-    reasons = pa.table(
-        {
-            "text_hash": pa.array(list(rejected), pa.string()),
-            "reason": pa.array(
-                [f"the embedder rejected the text: {m}" for m in rejected.values()], pa.string()
-            ),
-        }
-    )
-    if not rejected:
-        return pa.table(
-            {
-                "comment_id": pa.array([], pa.string()),
-                "source_file": pa.array([], pa.string()),
-                "source_row": pa.array([], pa.int64()),
-                "raw": pa.array([], pa.string()),
-                "reason": pa.array([], pa.string()),
-            }
-        )
-    from embed_dagster.core.warehouse.storage import connect, ensure_schema
-
-    with connect(db) as con:
-        ensure_schema(con)
-        con.register("_rejected", reasons)
-        return con.sql(
-            """SELECT m.comment_id, r.source_file, r.source_row, left(r.text, 2000) AS raw, x.reason
-               FROM comment_texts m JOIN _rejected x USING (text_hash)
-               JOIN raw_comments r ON r.partition_date = m.partition_date AND r.comment_id = m.comment_id
-               WHERE m.partition_date = ? ORDER BY r.source_file, r.source_row""",
-            params=[day],
-        ).to_arrow_table()

@@ -7,12 +7,11 @@ import pyarrow as pa
 from embed_dagster.core.dedup import deduplicate
 from embed_dagster.core.ingest import read_landing_partition, scan_landing
 from embed_dagster.core.redact import env_secrets
-from embed_dagster.core.warehouse.storage import query_arrow, write_partition
 from embed_dagster.defs.resources import (
     LandingResource,
     WarehouseResource,
 )
-from embed_dagster.lib.asset_options import COMMON, DUCKDB_POOL
+from embed_dagster.lib.asset_options import COMMON
 from embed_dagster.lib.metadata import definition_metadata, markdown_table, table_metadata
 from embed_dagster.lib.partitions import partition_date
 
@@ -29,7 +28,6 @@ def _quarantine_preview(rejected: pa.Table, limit: int = 10) -> dg.MetadataValue
     **COMMON,
     kinds={"duckdb"},
     code_version="1",
-    pool=DUCKDB_POOL,
     metadata=definition_metadata("raw_comments"),
     description="The day's valid comments from the landing folder date=YYYY-MM-DD (JSON Lines, CSV, "
     "Parquet). Rows that fail validation go to `quarantine` with a reason instead of failing the run.",
@@ -41,13 +39,14 @@ def raw_comments(
     result = read_landing_partition(
         landing.path(), day, max_text_chars=landing.max_text_chars, secrets=env_secrets()
     )
-    write_partition(
-        warehouse.path,
+    wh = warehouse.open(context.log)
+    snapshot = wh.replace_partition(
         day,
         {
             "raw_comments": ({}, result.valid),
             "quarantine": ({"source_asset": "raw_comments"}, result.rejected),
         },
+        message=f"raw_comments {day} run {context.run_id}",
     )
     if result.stats.get("files", 0) == 0:
         context.log.warning(
@@ -64,7 +63,7 @@ def raw_comments(
         context.log.warning(f"row counts differ from the files: {result.stats['landing_rows_mismatch']}")
     return dg.MaterializeResult(
         metadata={
-            **table_metadata(warehouse.path, "raw_comments", day),
+            **table_metadata(wh, "raw_comments", day, snapshot),
             "rows_read": result.stats.get("rows_read", 0),
             # counted from the files by a separate reader; the conservation check compares them
             "landing_rows": result.stats.get("landing_rows", 0),
@@ -82,7 +81,6 @@ def raw_comments(
     deps=["raw_comments"],
     kinds={"duckdb"},
     code_version="1",
-    pool=DUCKDB_POOL,
     metadata=definition_metadata("deduplicated_texts"),
     description="One row per distinct normalized text of the day (NFKC, invisible characters removed, "
     "whitespace collapsed) with its BLAKE2b-128 `text_hash` and comment count; `comment_texts` maps "
@@ -92,32 +90,28 @@ def deduplicated_texts(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     day = partition_date(context)
-    rows = query_arrow(
-        warehouse.path,
-        "SELECT comment_id, text, source_file, source_row FROM raw_comments "
-        "WHERE partition_date = ? ORDER BY source_file, source_row",
-        [day],
-    )
+    wh = warehouse.open(context.log)
+    rows = wh.raw_rows(day)
     result = deduplicate(
         rows.column("comment_id").to_pylist(),
         rows.column("text").to_pylist(),
         rows.column("source_file").to_pylist(),
         rows.column("source_row").to_pylist(),
     )
-    write_partition(
-        warehouse.path,
+    snapshot = wh.replace_partition(
         day,
         {
             "deduplicated_texts": ({}, result.texts),
             "comment_texts": ({}, result.mapping),
             "quarantine": ({"source_asset": "deduplicated_texts"}, result.empty),
         },
+        message=f"deduplicated_texts {day} run {context.run_id}",
     )
     comments = result.mapping.num_rows
     distinct = result.texts.num_rows
     return dg.MaterializeResult(
         metadata={
-            **table_metadata(warehouse.path, "deduplicated_texts", day),
+            **table_metadata(wh, "deduplicated_texts", day, snapshot),
             "comments": comments,
             "distinct_texts": distinct,
             "duplicate_share": round(1 - distinct / comments, 4) if comments else 0.0,

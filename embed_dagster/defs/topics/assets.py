@@ -16,16 +16,15 @@ from embed_dagster.core.clustering.recipe import ClusterSummary
 from embed_dagster.core.topics.cluster_map import map_clusters, render_cluster_map
 from embed_dagster.core.topics.matching import (
     TopicParams,
-    TopicsState,
     process_day,
     rows_for_day,
     state_from_rows,
 )
 from embed_dagster.core.topics.trend import render_topic_trend
-from embed_dagster.core.warehouse.storage import query_arrow, write_partition
-from embed_dagster.core.warehouse.vector_store import arrow_to_matrix, matrix_to_arrow
+from embed_dagster.core.warehouse.lake import Warehouse
+from embed_dagster.core.warehouse.vector_store import matrix_to_arrow
 from embed_dagster.defs.resources import EmbeddingResource, WarehouseResource
-from embed_dagster.lib.asset_options import COMMON, DUCKDB_POOL
+from embed_dagster.lib.asset_options import COMMON
 from embed_dagster.lib.metadata import definition_metadata, markdown_table, png_markdown, table_metadata
 from embed_dagster.lib.partitions import partition_date
 
@@ -44,7 +43,6 @@ MAP_TOP = 12  # clusters named on the topic map
     ],
     kinds={"duckdb"},
     code_version="2",
-    pool=DUCKDB_POOL,
     metadata=definition_metadata("topics"),
     description="Stable topics across days: each of the day's clusters joins the earlier topic its "
     "centroid is closest to when similar enough (several clusters may join one topic); the rest form "
@@ -57,16 +55,19 @@ def topics(
 ) -> dg.MaterializeResult:
     day = partition_date(context)
     params = TopicParams()
-    summaries = _read_summaries(warehouse.path, day)
-    state = _read_state(warehouse.path, day, params)
+    wh = warehouse.open(context.log)
+    summaries = _read_summaries(wh, day)
+    state = state_from_rows(*wh.topic_state_rows(day, params.surge_window))
     after, result = process_day(state, summaries, day, params)
     rows = rows_for_day(result, after, summaries)
-    _write_topics(warehouse.path, day, rows)
+    snapshot = wh.replace_partition(
+        day, {"topics": ({}, _topics_table(rows))}, message=f"topics {day} run {context.run_id}"
+    )
 
     new = [t for t in result.topics if t.is_new]
     surging = [t for t in result.topics if t.surging]
     metadata = {
-        **table_metadata(warehouse.path, "topics", day),
+        **table_metadata(wh, "topics", day, snapshot),
         "topics_today": len(result.topics),
         "new_topics": len(new),
         "continued_topics": len(result.topics) - len(new),
@@ -91,7 +92,7 @@ def topics(
         ),
     }
     key = embedding.model_key()
-    vectors, labels_of_texts = _read_day_vectors(warehouse.path, day, key.id, key.dimensions)
+    vectors, labels_of_texts = wh.clustered_text_vectors(day, key.id, key.dimensions)
     if len(labels_of_texts):
         topic_of = {ct.cluster_id: ct for ct in result.clusters}
         label_of = {t.topic_id: t.label for t in result.topics}
@@ -111,7 +112,7 @@ def topics(
             highlight={c for c in named if c in topic_of and topic_of[c].status == "new"},
         )
         metadata["topic_map"] = png_markdown(png, f"topic map {day}")
-    days, sizes, labels, new_on, surging_on = _read_trend(warehouse.path, day, TREND_DAYS)
+    days, sizes, labels, new_on, surging_on = _read_trend(wh, day, TREND_DAYS)
     if sizes:
         png = render_topic_trend(
             days, sizes, labels, new_on, surging_on, top=TREND_TOPICS, title=f"topics up to {day}"
@@ -120,13 +121,11 @@ def topics(
     return dg.MaterializeResult(metadata=metadata)
 
 
-# ---------------------------------------------------------------- reads and writes (SQL lives here)
+# ------------------------------------------------ reads and writes (the SQL is the Warehouse's)
 
 
-def _read_summaries(db: str, day: datetime.date) -> list[ClusterSummary]:
-    table = query_arrow(
-        db, "SELECT * FROM cluster_summaries WHERE partition_date = ? ORDER BY cluster_id", [day]
-    )
+def _read_summaries(wh: Warehouse, day: datetime.date) -> list[ClusterSummary]:
+    table = wh.cluster_summaries(day)
     return [
         ClusterSummary(
             cluster_id=row["cluster_id"],
@@ -139,30 +138,6 @@ def _read_summaries(db: str, day: datetime.date) -> list[ClusterSummary]:
         )
         for row in table.to_pylist()
     ]
-
-
-def _read_state(db: str, day: datetime.date, params: TopicParams) -> TopicsState:
-    """The topic state before ``day``: each topic's latest row, all merges, the surge window's sizes."""
-    latest = query_arrow(
-        db,
-        """SELECT * FROM topics WHERE partition_date < ? AND topic_id IS NOT NULL
-           QUALIFY row_number() OVER (PARTITION BY topic_id ORDER BY partition_date DESC, cluster_id) = 1
-           ORDER BY topic_id""",
-        [day],
-    ).to_pylist()
-    absorbed = query_arrow(
-        db,
-        """SELECT topic_id, absorbed FROM topics
-           WHERE partition_date < ? AND absorbed IS NOT NULL AND len(absorbed) > 0
-           ORDER BY partition_date, topic_id""",
-        [day],
-    ).to_pylist()
-    recent = query_arrow(
-        db,
-        "SELECT partition_date, topic_id, size FROM topics WHERE partition_date < ? AND partition_date > ?",
-        [day, day - datetime.timedelta(days=params.surge_window)],
-    ).to_pylist()
-    return state_from_rows(latest, absorbed, recent)
 
 
 _COLUMNS = [
@@ -187,20 +162,7 @@ _COLUMNS = [
 ]
 
 
-def _read_day_vectors(db: str, day: datetime.date, model_key: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """The day's distinct texts' vectors and cluster ids, for the topic map."""
-    table = query_arrow(
-        db,
-        """SELECT c.text_hash, min(c.cluster_id) AS cluster_id, any_value(s.vector) AS vector
-           FROM clusters c JOIN embedding_store s ON s.text_hash = c.text_hash AND s.model_key = ?
-           WHERE c.partition_date = ? GROUP BY c.text_hash ORDER BY c.text_hash""",
-        [model_key, day],
-    )
-    labels = np.asarray(table.column("cluster_id").to_pylist(), dtype=np.int64)
-    return arrow_to_matrix(table.column("vector"), dim), labels
-
-
-def _write_topics(db: str, day: datetime.date, rows: list[dict]) -> None:
+def _topics_table(rows: list[dict]) -> pa.Table:
     table = pa.Table.from_pylist([{k: r[k] for k, _ in _COLUMNS} for r in rows], schema=pa.schema(_COLUMNS))
     dim = len(rows[0]["centroid"]) if rows else 1
     cluster_c = np.vstack([r["centroid"] for r in rows]) if rows else np.zeros((0, dim), np.float32)
@@ -210,21 +172,13 @@ def _write_topics(db: str, day: datetime.date, rows: list[dict]) -> None:
         None if r["topic_centroid"] is None else np.asarray(r["topic_centroid"], np.float32).tolist()
         for r in rows
     ]
-    table = table.append_column("topic_centroid", pa.array(topic_c, pa.list_(pa.float32())))
-    write_partition(db, day, {"topics": ({}, table)})
+    return table.append_column("topic_centroid", pa.array(topic_c, pa.list_(pa.float32())))
 
 
-def _read_trend(db: str, day: datetime.date, n_days: int):
+def _read_trend(wh: Warehouse, day: datetime.date, n_days: int):
     """Daily sizes of every topic over the last ``n_days`` days up to ``day``, with new/surge marks."""
     start = day - datetime.timedelta(days=n_days - 1)
-    rows = query_arrow(
-        db,
-        """SELECT partition_date, topic_id, sum(size) AS size, bool_or(is_new) AS is_new,
-                  bool_or(surging) AS surging, arg_max(label, size) AS label
-           FROM topics WHERE partition_date BETWEEN ? AND ? AND topic_id IS NOT NULL
-           GROUP BY partition_date, topic_id ORDER BY partition_date, topic_id""",
-        [start, day],
-    ).to_pylist()
+    rows = wh.topic_trend_rows(start, day)
     if rows:  # no empty lead-in on a young warehouse: start at the first day with topics
         start = rows[0]["partition_date"]
         n_days = (day - start).days + 1

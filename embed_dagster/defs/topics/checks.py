@@ -7,22 +7,8 @@ The rule itself lives in ``core.topics.matching`` (``surge_score``) and is descr
 
 import dagster as dg
 
-from embed_dagster.core.warehouse.storage import query_arrow
 from embed_dagster.defs.resources import WarehouseResource
 from embed_dagster.lib.partitions import daily_partitions, partition_date
-
-
-def _alerts(db: str, day) -> list[dict]:
-    """The day's surging and large new topics, one row per topic (SQL kept here for the Warehouse move)."""
-    return query_arrow(
-        db,
-        """SELECT topic_id, any_value(label) AS label, any_value(topic_size) AS comments,
-                  any_value(share) AS share, any_value(surge_z) AS surge_z,
-                  bool_or(surging) AS surging, bool_or(large_new) AS large_new
-           FROM topics WHERE partition_date = ? AND topic_id IS NOT NULL AND (surging OR large_new)
-           GROUP BY topic_id ORDER BY comments DESC, topic_id""",
-        [day],
-    ).to_pylist()
 
 
 @dg.asset_check(
@@ -33,7 +19,7 @@ def _alerts(db: str, day) -> list[dict]:
 )
 def topic_alerts(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     day = partition_date(context)
-    rows = _alerts(warehouse.path, day)
+    rows = warehouse.open(context.log).topic_alerts(day)
     surging = [r for r in rows if r["surging"]]
     large_new = [r for r in rows if r["large_new"]]
     parts = []

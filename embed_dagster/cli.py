@@ -1,0 +1,137 @@
+"""``embed-dagster``: the analyst's and operator's door to the lake, outside Dagster.
+
+* ``embed-dagster sql "<query>"`` runs one query in a read-only session and prints CSV. Readers
+  attach the lake READ_ONLY and read a committed snapshot, so they never block a run and a run
+  never blocks them (the single DuckDB file could do neither).
+* ``embed-dagster shell`` (``make sql``) is the same session, interactive.
+* ``embed-dagster migrate --from OLD.duckdb`` copies a single-file warehouse into the lake and
+  verifies row counts per table and partition; the old file is opened read-only.
+
+The lake is found the way the Dagster resources find it (``EMBED_DAGSTER_LAKE`` and friends, see
+docs/warehouse.md); ``--lake`` / ``--catalog`` / ``--data-path`` override.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+
+from embed_dagster.core.warehouse.lake import LakeConfig, Warehouse, WarehouseError, scrub
+
+
+def _config(args: argparse.Namespace) -> LakeConfig:
+    config = LakeConfig.from_env()
+    if args.lake:
+        embedded = LakeConfig.embedded(args.lake)
+        config = replace(config, catalog=embedded.catalog, data_path=embedded.data_path)
+    if args.catalog:
+        config = replace(config, catalog=args.catalog)
+    if args.data_path:
+        config = replace(config, data_path=args.data_path)
+    return config
+
+
+def _cell(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, list | dict | tuple):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    return value
+
+
+def run_sql(config: LakeConfig, query: str, out=None) -> int:
+    """Print the query's result as CSV (header + rows), streamed in batches."""
+    out = out or sys.stdout
+    with Warehouse(config, read_only=True) as wh:
+        with wh.session() as cur:
+            cur.execute(query)
+            writer = csv.writer(out, lineterminator="\n")
+            if cur.description:
+                writer.writerow([d[0] for d in cur.description])
+                while rows := cur.fetchmany(10_000):
+                    writer.writerows([_cell(v) for v in row] for row in rows)
+    return 0
+
+
+def run_shell(config: LakeConfig) -> int:
+    """A small read-only REPL: statements end with ';', results print as DuckDB's boxed tables."""
+    try:
+        import readline  # noqa: F401  (line editing and history where available)
+    except ImportError:
+        pass
+    with Warehouse(config, read_only=True) as wh:
+        print(f"read-only session on {config.label()}")
+        print(
+            "tables: raw_comments, deduplicated_texts, clusters, topics, ...; views: comment_topics, "
+            "topic_registry. End statements with ';'. Ctrl-D quits."
+        )
+        buffer: list[str] = []
+        while True:
+            try:
+                line = input("lake> " if not buffer else "  ... ")
+            except EOFError:
+                print()
+                return 0
+            except KeyboardInterrupt:
+                print()
+                buffer = []
+                continue
+            buffer.append(line)
+            statement = "\n".join(buffer).strip()
+            if not statement.endswith(";"):
+                continue
+            buffer = []
+            try:
+                with wh.session() as cur:
+                    relation = cur.sql(statement.rstrip(";"))
+                    if relation is not None:
+                        relation.show(max_rows=40)
+            except Exception as exc:  # noqa: BLE001 - a bad query must not end the session
+                print(f"error: {scrub(str(exc), config)}", file=sys.stderr)
+
+
+def run_migrate(config: LakeConfig, old: str) -> int:
+    with Warehouse(config) as wh:
+        report = wh.migrate_from_duckdb(old)
+    for table, counts in report.items():
+        total = sum(counts["new"].values())
+        print(f"{table:<20} {total:>10} rows in {len(counts['new'])} partition(s): counts match")
+    print(f"migrated {old} into {config.label()}; the old file was opened read-only and is unchanged")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="embed-dagster", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lake", help="embedded lake folder (default: $EMBED_DAGSTER_LAKE or data/lake)")
+    parser.add_argument("--catalog", help="DuckLake catalog, e.g. 'postgres:dbname=lake host=db'")
+    parser.add_argument("--data-path", help="Parquet data path of the lake")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_sql = sub.add_parser("sql", help="run one read-only query and print CSV")
+    p_sql.add_argument("query")
+    sub.add_parser("shell", help="interactive read-only session")
+    p_mig = sub.add_parser("migrate", help="copy a single-file DuckDB warehouse into the lake")
+    p_mig.add_argument("--from", dest="old", required=True, help="the old .duckdb file (left untouched)")
+    args = parser.parse_args(argv)
+    try:
+        config = _config(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "sql":
+            return run_sql(config, args.query)
+        if args.command == "shell":
+            return run_shell(config)
+        return run_migrate(config, args.old)
+    except (WarehouseError, Exception) as exc:  # noqa: BLE001 - every failure becomes a message + exit 1
+        message = scrub(str(exc), config).strip()
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""The Warehouse on a real DuckLake lake on disk (SQLite catalog + Parquet files)."""
+
+import logging
+from datetime import date, timedelta
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from embed_dagster.core.model_key import ModelKey
+from embed_dagster.core.warehouse import lake as lake_module
+from embed_dagster.core.warehouse.lake import (
+    LakeConfig,
+    Warehouse,
+    WarehouseError,
+    bundled_extension_directory,
+    scrub,
+    validate_identifier,
+)
+
+D1, D2 = date(2025, 1, 1), date(2025, 1, 2)
+
+
+def _texts(n, prefix="h"):
+    return pa.table(
+        {
+            "text_hash": [f"{prefix}{i}" for i in range(n)],
+            "text": [f"t{i}" for i in range(n)],
+            "comment_count": pa.array([1] * n, pa.int64()),
+            "normalization_version": pa.array([1] * n, pa.int32()),
+        }
+    )
+
+
+@pytest.fixture
+def wh(tmp_path):
+    with Warehouse.embedded(tmp_path / "lake", commit_timeout_s=30) as warehouse:
+        yield warehouse
+
+
+def test_extensions_come_from_the_wheels_and_unsigned_stay_off(wh):
+    assert (bundled_extension_directory()).is_dir()
+    with wh.session() as cur:
+        rows = cur.execute(
+            "SELECT extension_name, loaded, install_path FROM duckdb_extensions() "
+            "WHERE extension_name IN ('ducklake', 'sqlite_scanner')"
+        ).fetchall()
+        unsigned = cur.execute("SELECT current_setting('allow_unsigned_extensions')").fetchone()[0]
+    assert {name: loaded for name, loaded, _ in rows} == {"ducklake": True, "sqlite_scanner": True}
+    assert all(path.startswith(str(bundled_extension_directory())) for _, _, path in rows)
+    assert unsigned is False
+
+
+def test_replace_partition_replaces_only_that_partition_one_snapshot_each(wh):
+    s1 = wh.replace_partition(D1, {"deduplicated_texts": _texts(3)})
+    s2 = wh.replace_partition(D2, {"deduplicated_texts": _texts(5)})
+    s3 = wh.replace_partition(D1, {"deduplicated_texts": _texts(2)})
+    assert s1 < s2 < s3
+    assert wh.row_counts("deduplicated_texts", D1) == (2, 7)
+    assert wh.count_rows("deduplicated_texts", D2) == 5
+    # The "as of" recipe of docs/warehouse.md: the day before the re-run.
+    before = wh.sql(
+        f"SELECT count(*) AS n FROM deduplicated_texts AT (VERSION => {s2}) WHERE partition_date = ?", [D1]
+    )
+    assert before.column("n")[0].as_py() == 3
+
+
+def test_replace_partition_is_atomic_across_tables(wh):
+    wh.replace_partition(D1, {"deduplicated_texts": _texts(3)})
+    snapshot = wh.current_snapshot()
+    bad = pa.table({"comment_id": ["a"], "no_such_column": ["x"]})
+    with pytest.raises(duckdb.Error):
+        wh.replace_partition(D1, {"deduplicated_texts": _texts(1), "comment_texts": bad})
+    # The failed second table rolled back the first table's delete and insert: no new snapshot.
+    assert wh.count_rows("deduplicated_texts", D1) == 3
+    assert wh.current_snapshot() == snapshot
+
+
+def test_quarantine_keyed_by_source_asset(wh):
+    def rows(n):
+        return pa.table({"raw": [f"r{i}" for i in range(n)], "reason": ["x"] * n})
+
+    wh.replace_partition(D1, {"quarantine": ({"source_asset": "raw_comments"}, rows(2))})
+    wh.replace_partition(D1, {"quarantine": ({"source_asset": "fresh_embeddings"}, rows(1))})
+    wh.replace_partition(D1, {"quarantine": ({"source_asset": "raw_comments"}, rows(4))})
+    assert wh.count_rows("quarantine", D1) == 5
+
+
+@pytest.mark.parametrize("name", ["raw comments", "x;drop table y", "", "1abc", "a" * 80, "t\u00e9"])
+def test_validate_identifier_rejects(name):
+    with pytest.raises(ValueError):
+        validate_identifier(name)
+
+
+def test_unknown_table_is_refused(wh):
+    with pytest.raises(ValueError, match="unknown table"):
+        wh.replace_partition(D1, {"no_such_table": _texts(1)})
+    with pytest.raises(ValueError, match="unknown table"):
+        wh.row_counts("no_such_table", D1)
+
+
+def test_schema_is_ensured_once_per_process(tmp_path, monkeypatch):
+    first = Warehouse.embedded(tmp_path / "lake")
+    first.ensure_schema()
+    key = (first.config.catalog, first.config.data_path)
+    assert key in lake_module._ENSURED
+    second = Warehouse.embedded(tmp_path / "lake")
+
+    def no_ddl(*args, **kwargs):
+        raise AssertionError("schema DDL ran again in the same process")
+
+    monkeypatch.setattr(second, "_transaction", no_ddl)
+    assert second.partition_hashes(D1) == []  # reads without re-running the DDL
+    first.close()
+    second.close()
+
+
+def test_vector_store_roundtrip_isolation_and_repeated_rows(wh):
+    a = ModelKey("m", 4, None, 1).id
+    b = ModelKey("m", 4, "cluster these", 1).id
+    m = np.eye(4, dtype=np.float32)[:3]
+    assert wh.save(a, ["x", "y", "z"], m) == 3
+    assert wh.save(a, ["x", "w"], np.eye(4, dtype=np.float32)[:2]) == 1  # x already stored: not again
+    hashes, matrix = wh.lookup(a, ["z", "x", "nope"])
+    assert hashes == ["x", "z"]
+    np.testing.assert_allclose(matrix, m[[0, 2]])
+    assert wh.lookup(b, ["x"])[0] == []
+    assert wh.existing(a, ["x", "q"]) == {"x"}
+    # Two runs racing may both insert a vector (no primary keys in DuckLake): reads take it once.
+    wh._transaction(
+        lambda cur: cur.execute(
+            "INSERT INTO embedding_store SELECT model_key, text_hash, dim, vector, now() "
+            "FROM embedding_store WHERE text_hash = 'x'"
+        ),
+        what="test: a repeated vector",
+    )
+    assert (
+        wh.sql("SELECT count(*) AS n FROM embedding_store WHERE text_hash = 'x'").column("n")[0].as_py() == 2
+    )
+    hashes, matrix = wh.lookup(a, ["x", "z"])
+    assert hashes == ["x", "z"] and matrix.shape == (2, 4)
+    wh.replace_partition(
+        D1,
+        {
+            "deduplicated_texts": pa.table(
+                {"text_hash": ["x", "z"], "text": ["X", "Z"], "comment_count": pa.array([1, 1], pa.int64())}
+            )
+        },
+    )
+    texts, vectors = wh.vectors_for_day(D1, a, 4)
+    assert texts.column("text_hash").to_pylist() == ["x", "z"] and vectors.shape == (2, 4)
+
+
+def test_register_model_key_is_idempotent(wh):
+    key = ModelKey("m", 4, None, 1)
+    wh.register_model_key(key)
+    wh.register_model_key(key)
+    assert wh.count_rows("model_keys") == 1
+
+
+def _interfering_rows(tmp_path, times):
+    """Rows for replace_partition that, while the transaction is open, let another process-like
+    writer (a second DuckDB instance on the same lake) commit the same day first, ``times`` times."""
+    other = Warehouse.embedded(tmp_path / "lake", commit_timeout_s=30)
+    calls = {"n": 0}
+
+    def rows(tx):
+        tx.partition_hashes(D1)  # pin this transaction's snapshot before the other commit
+        if calls["n"] < times:
+            other.replace_partition(D1, {"deduplicated_texts": _texts(7, prefix="other")})
+        calls["n"] += 1
+        return _texts(3)
+
+    return other, calls, rows
+
+
+def test_commit_conflict_is_retried_and_the_day_ends_with_one_copy(tmp_path, caplog):
+    wh = Warehouse.embedded(tmp_path / "lake", commit_timeout_s=30)
+    wh.replace_partition(D1, {"deduplicated_texts": _texts(2)})
+    other, calls, rows = _interfering_rows(tmp_path, times=1)
+    with caplog.at_level(logging.WARNING):
+        wh.replace_partition(D1, {"deduplicated_texts": rows})
+    assert calls["n"] == 2 and wh.commit_retries == 1
+    assert "commit conflict" in caplog.text and "writing deduplicated_texts for 2025-01-01" in caplog.text
+    assert wh.partition_hashes(D1) == ["h0", "h1", "h2"]  # this run's copy, once; the other's is gone
+    other.close()
+    wh.close()
+
+
+def test_commit_conflict_wait_is_bounded_by_the_configured_limit(tmp_path):
+    wh = Warehouse.embedded(tmp_path / "lake", commit_timeout_s=0.5)
+    wh.replace_partition(D1, {"deduplicated_texts": _texts(2)})
+    other, calls, rows = _interfering_rows(tmp_path, times=10_000)
+    with pytest.raises(WarehouseError, match=r"gave up after \d+ attempts .*commit_timeout_s=0.5s"):
+        wh.replace_partition(D1, {"deduplicated_texts": rows})
+    assert calls["n"] >= 1
+    assert wh.count_rows("deduplicated_texts", D1) == 7  # the other writer's copy, once
+    other.close()
+    wh.close()
+
+
+def test_read_only_session_cannot_write(tmp_path):
+    Warehouse.embedded(tmp_path / "lake").replace_partition(D1, {"deduplicated_texts": _texts(2)})
+    reader = Warehouse.embedded(tmp_path / "lake", read_only=True)
+    assert reader.count_rows("deduplicated_texts", D1) == 2
+    with pytest.raises(WarehouseError, match="read-only"):
+        reader.replace_partition(D1, {"deduplicated_texts": _texts(1)})
+    with pytest.raises(duckdb.Error):
+        reader.sql("DELETE FROM deduplicated_texts")
+    assert reader.count_rows("deduplicated_texts", D1) == 2
+    reader.close()
+
+
+def test_views_for_analysts(wh):
+    wh.replace_partition(
+        D1,
+        {
+            "clusters": pa.table(
+                {"comment_id": ["c1"], "text_hash": ["h"], "cluster_id": pa.array([0], pa.int32())}
+            )
+        },
+    )
+    row = wh.sql("SELECT * FROM comment_topics").to_pylist()
+    assert row == [
+        {"partition_date": D1, "comment_id": "c1", "cluster_id": 0, "topic_id": None, "label": None}
+    ]
+    assert wh.sql("SELECT * FROM topic_registry").num_rows == 0
+
+
+def test_maintenance_merges_files_and_expires_snapshots(wh):
+    for n in range(1, 6):
+        wh.replace_partition(D1, {"deduplicated_texts": _texts(n)})
+        wh.replace_partition(D2, {"deduplicated_texts": _texts(n)})
+    stats = wh.maintain(expire_older_than=timedelta(0), delete_files_older_than=timedelta(0))
+    assert stats["files_after"] < stats["files_before"]
+    assert stats["snapshots_expired"] > 0 and stats["files_deleted"] > 0
+    assert wh.row_counts("deduplicated_texts", D1) == (5, 10)
+    assert wh.file_stats()["files"] == stats["files_after"]
+
+
+def test_password_never_reaches_labels_or_errors(tmp_path):
+    config = LakeConfig(
+        catalog="postgres:dbname=lake host=127.0.0.1 port=1 connect_timeout=1",
+        data_path=str(tmp_path / "files") + "/",
+        catalog_password="s3cr3t-pw",
+    )
+    assert "s3cr3t-pw" not in repr(config) and "s3cr3t-pw" not in config.label()
+    assert scrub("x password=abc y", config) == "x password=*** y"
+    with pytest.raises(WarehouseError) as info:
+        Warehouse(config).partition_hashes(D1)
+    assert "s3cr3t-pw" not in str(info.value)
