@@ -161,7 +161,8 @@ def test_every_text_has_one_vector_source(backfill, ops_server):
 
 def test_topic_ids_match_the_sequential_run(backfill, ops_server):
     result, _ = backfill
-    sql = "SELECT partition_date AS d, topic_id, size, is_new FROM topics"
+    # emerging clusters have no topic id yet (docs/topics.md): compare the topics
+    sql = "SELECT partition_date AS d, topic_id, size, is_new FROM topics WHERE topic_id IS NOT NULL"
     ours, reference = _per_day(ops_server.db, sql), _per_day(result.reference_db, sql)
     assert sum(len(v) for v in reference.values()) >= len(BACKFILL_DAYS), "days without topics prove nothing"
     for day in sorted(_day_strings()):
