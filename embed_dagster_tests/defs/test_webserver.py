@@ -95,6 +95,7 @@ def test_every_asset_is_described_owned_typed_versioned(graph):
     assert checks == {
         "clusters": {("conservation", True), ("clustering_health", False)},
         "fresh_embeddings": {("coverage", False), ("vector_sanity", False)},
+        "topics": {("topic_alerts", False)},  # WARN: surges and large new topics (issue 16)
     }
 
 
