@@ -34,32 +34,63 @@ class Settings(BaseSettings):
     )
 
     # Where the data lives
-    lake: str = Field("data/lake", validation_alias=_env("EMBED_DAGSTER_LAKE"),
-                      description="The embedded DuckLake folder (catalog.sqlite + files/), and cluster maps")
-    lake_catalog: str | None = Field(None, validation_alias=_env("EMBED_DAGSTER_LAKE_CATALOG"),
-                                     description="DuckLake catalog instead of the embedded SQLite one, "
-                                     "e.g. postgres:dbname=lake host=db user=lake")
-    lake_data_path: str | None = Field(None, validation_alias=_env("EMBED_DAGSTER_LAKE_DATA_PATH"),
-                                       description="The lake's Parquet path instead of <lake>/files/")
-    lake_password: SecretStr | None = Field(None, validation_alias=_env("EMBED_DAGSTER_LAKE_PASSWORD"),
-                                            description="PostgreSQL catalog password")
-    duckdb_extensions: str = Field("bundled", validation_alias=_env("EMBED_DAGSTER_DUCKDB_EXTENSIONS"),
-                                   description="bundled (the duckdb-ext wheels) or repository (INSTALL)")
+    lake: str = Field(
+        "data/lake",
+        validation_alias=_env("EMBED_DAGSTER_LAKE"),
+        description="The embedded DuckLake folder (catalog.sqlite + files/), and cluster maps",
+    )
+    lake_catalog: str | None = Field(
+        None,
+        validation_alias=_env("EMBED_DAGSTER_LAKE_CATALOG"),
+        description="DuckLake catalog instead of the embedded SQLite one, "
+        "e.g. postgres:dbname=lake host=db user=lake",
+    )
+    lake_data_path: str | None = Field(
+        None,
+        validation_alias=_env("EMBED_DAGSTER_LAKE_DATA_PATH"),
+        description="The lake's Parquet path instead of <lake>/files/",
+    )
+    lake_password: SecretStr | None = Field(
+        None, validation_alias=_env("EMBED_DAGSTER_LAKE_PASSWORD"), description="PostgreSQL catalog password"
+    )
+    duckdb_extensions: str = Field(
+        "bundled",
+        validation_alias=_env("EMBED_DAGSTER_DUCKDB_EXTENSIONS"),
+        description="bundled (the duckdb-ext wheels) or repository (INSTALL)",
+    )
     lake_commit_timeout_s: float = Field(
-        300.0, gt=0, validation_alias=_env("EMBED_DAGSTER_LAKE_COMMIT_TIMEOUT_S"),
-        description="How long a write retries commit conflicts (the CLI; Dagster: lock_timeout_s)")
-    landing: Path = Field(Path("data/landing"), validation_alias=_env("EMBED_DAGSTER_LANDING"),
-                          description="Landing root; files go in comments/date=YYYY-MM-DD/")
+        300.0,
+        gt=0,
+        validation_alias=_env("EMBED_DAGSTER_LAKE_COMMIT_TIMEOUT_S"),
+        description="How long a write retries commit conflicts (the CLI; Dagster: lock_timeout_s)",
+    )
+    landing: Path = Field(
+        Path("data/landing"),
+        validation_alias=_env("EMBED_DAGSTER_LANDING"),
+        description="Landing root; files go in comments/date=YYYY-MM-DD/",
+    )
     # When
-    start_date: date = Field(date(2025, 1, 1), validation_alias=_env("EMBED_DAGSTER_START_DATE"),
-                             description="First daily partition (backfill your history from here)")
-    timezone: str = Field("UTC", validation_alias=_env("EMBED_DAGSTER_TIMEZONE"),
-                          description="When a day ends and the schedule fires")
-    schedule_time: str = Field("02:00", validation_alias=_env("EMBED_DAGSTER_SCHEDULE_TIME"),
-                               description="HH:MM the daily schedule runs (for the previous day)")
+    start_date: date = Field(
+        date(2025, 1, 1),
+        validation_alias=_env("EMBED_DAGSTER_START_DATE"),
+        description="First daily partition (backfill your history from here)",
+    )
+    timezone: str = Field(
+        "UTC",
+        validation_alias=_env("EMBED_DAGSTER_TIMEZONE"),
+        description="When a day ends and the schedule fires",
+    )
+    schedule_time: str = Field(
+        "02:00",
+        validation_alias=_env("EMBED_DAGSTER_SCHEDULE_TIME"),
+        description="HH:MM the daily schedule runs (for the previous day)",
+    )
     # Embeddings
-    sglang_base_url: str | None = Field(None, validation_alias=_env("SGLANG_BASE_URL"),
-                                        description="SGLang /v1 URL(s), comma-separated; unset: in-process")
+    sglang_base_url: str | None = Field(
+        None,
+        validation_alias=_env("SGLANG_BASE_URL"),
+        description="SGLang /v1 URL(s), comma-separated; unset: in-process",
+    )
     sglang_api_key: SecretStr | None = Field(None, validation_alias=_env("SGLANG_API_KEY"))
     sglang_model: str | None = Field(None, validation_alias=_env("SGLANG_MODEL"))
     dimensions: int = Field(512, ge=1, validation_alias=_env("EMBED_DAGSTER_DIMENSIONS"))

@@ -13,8 +13,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 CORE = REPO / "embed_dagster" / "core"
 # What the core may not import: Dagster itself, and the layers above it (which import Dagster).
-FORBIDDEN = ("dagster", "dagster_", "embed_dagster.defs", "embed_dagster.lib", "embed_dagster.dev",
-             "embed_dagster.definitions")
+FORBIDDEN = (
+    "dagster",
+    "dagster_",
+    "embed_dagster.defs",
+    "embed_dagster.lib",
+    "embed_dagster.dev",
+    "embed_dagster.definitions",
+)
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:
@@ -53,8 +59,14 @@ def test_definitions_load_and_validate():
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert {"raw_comments", "deduplicated_texts", "cached_embeddings", "fresh_embeddings", "clusters",
-            "topics"} <= keys
+    assert {
+        "raw_comments",
+        "deduplicated_texts",
+        "cached_embeddings",
+        "fresh_embeddings",
+        "clusters",
+        "topics",
+    } <= keys
     assert graph.asset_check_keys, "the partitioned checks did not load"
     assert {"warehouse", "landing", "embedding", "vector_cache", "clustering"} <= set(defs.resources)
 
@@ -64,7 +76,11 @@ def test_dg_check_defs():
     """`dg check defs`, as CI runs it, from the project root declared in pyproject's [tool.dg]."""
     dg_bin = Path(sys.executable).with_name("dg")
     result = subprocess.run(
-        [str(dg_bin), "check", "defs"], cwd=REPO, capture_output=True, text=True, timeout=300,
+        [str(dg_bin), "check", "defs"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "NO_COLOR": "1"},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -230,8 +230,9 @@ def test_unknown_tables_and_columns_are_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown table"):
         wh.replace_partition(DAY, {"pg_catalog_tables": pa.table({"x": [1]})})
     with pytest.raises(ValueError, match="invalid SQL identifier"):
-        wh.replace_partition(DAY, {"raw_comments": ({"partition_date = partition_date OR 1": DAY},
-                                                    pa.table({"x": [1]}))})
+        wh.replace_partition(
+            DAY, {"raw_comments": ({"partition_date = partition_date OR 1": DAY}, pa.table({"x": [1]}))}
+        )
     assert wh.count_rows("raw_comments") == 0
     wh.close()
 
@@ -302,8 +303,14 @@ def test_docs_and_config_never_bind_all_interfaces():
 
 
 def test_all_interfaces_pattern_catches_the_usual_spellings():
-    for line in ("dagster code-server start -h 0.0.0.0 -p 4000", "uvicorn app --host=0.0.0.0",
-                 "redis-server --bind 0.0.0.0", "  host: '0.0.0.0'", "UI_HOST ?= 0.0.0.0", "--host ::"):
+    for line in (
+        "dagster code-server start -h 0.0.0.0 -p 4000",
+        "uvicorn app --host=0.0.0.0",
+        "redis-server --bind 0.0.0.0",
+        "  host: '0.0.0.0'",
+        "UI_HOST ?= 0.0.0.0",
+        "--host ::",
+    ):
         assert _ALL_INTERFACES.search(line + " "), line
     for line in ("-h 127.0.0.1", '-h "$CODE_SERVER_BIND"', "never bind 0.0.0.0 in production"):
         assert not _ALL_INTERFACES.search(line + " "), line

@@ -32,8 +32,12 @@ def conservation(context: dg.AssetCheckExecutionContext, warehouse: WarehouseRes
         problems.append(f"{n['rows_read']} rows read but the landing files hold {landing_rows}")
     return dg.AssetCheckResult(
         passed=not problems,
-        metadata={**n, "lost": lost, "doubled": doubled,
-                  "landing_rows": -1 if landing_rows is None else landing_rows},
+        metadata={
+            **n,
+            "lost": lost,
+            "doubled": doubled,
+            "landing_rows": -1 if landing_rows is None else landing_rows,
+        },
         description="; ".join(problems) or None,
     )
 

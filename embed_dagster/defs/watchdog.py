@@ -82,9 +82,13 @@ def _worker(instance: dg.DagsterInstance, run_id: str) -> tuple[int | None, floa
             continue
         text = event.message or entry.user_message or ""
         if event.event_type == DagsterEventType.ENGINE_EVENT and text.startswith(_STARTED):
-            worker, when = int(text[len(_STARTED):].split(")")[0]), entry.timestamp
-        elif event.event_type == DagsterEventType.ENGINE_EVENT and worker is None and event.pid \
-                and not event.step_key:
+            worker, when = int(text[len(_STARTED) :].split(")")[0]), entry.timestamp
+        elif (
+            event.event_type == DagsterEventType.ENGINE_EVENT
+            and worker is None
+            and event.pid
+            and not event.step_key
+        ):
             # "Executing steps using multiprocess executor: parent process (pid: N)": the run worker
             worker, when = event.pid, entry.timestamp
         elif event.step_key and event.pid and event.pid != worker:
@@ -112,9 +116,11 @@ def fail_dead_runs(instance: dg.DagsterInstance, log) -> list[str]:
                     os.kill(step_pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
-        message = (f"run worker process {pid} is gone (killed, e.g. SIGKILL or the OOM killer); "
-                   "marking the run failed and freeing its pool slots. Re-run the partition: saved "
-                   "work is kept.")
+        message = (
+            f"run worker process {pid} is gone (killed, e.g. SIGKILL or the OOM killer); "
+            "marking the run failed and freeing its pool slots. Re-run the partition: saved "
+            "work is kept."
+        )
         instance.report_run_failed(run, message)
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
         log.warning(f"run {run.run_id}: {message}")
@@ -132,8 +138,10 @@ def kill_orphaned_steps(instance: dg.DagsterInstance, log, window_s: float = 360
     killed = 0
     if type(instance.run_launcher).__name__ != "DefaultRunLauncher":
         return killed
-    ended = dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED],
-                          updated_after=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=window_s))
+    ended = dg.RunsFilter(
+        statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED],
+        updated_after=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=window_s),
+    )
     for record in instance.get_run_records(ended):
         _, _, step_pids = _worker(instance, record.dagster_run.run_id)
         for step_pid, step_when in step_pids.items():
@@ -141,8 +149,10 @@ def kill_orphaned_steps(instance: dg.DagsterInstance, log, window_s: float = 360
                 try:
                     os.kill(step_pid, signal.SIGKILL)
                     killed += 1
-                    log.warning(f"run {record.dagster_run.run_id} has ended but its step process {step_pid} "
-                                "was still running: killed it")
+                    log.warning(
+                        f"run {record.dagster_run.run_id} has ended but its step process {step_pid} "
+                        "was still running: killed it"
+                    )
                 except (ProcessLookupError, PermissionError):
                     pass
     return killed
@@ -168,8 +178,10 @@ def report_blocked_steps(instance: dg.DagsterInstance, told: dict[str, str], log
             run = instance.get_run_by_id(step.run_id)
             if run is None:
                 continue
-            msg = (f"step {step.step_key} is waiting for pool {pool!r} "
-                   f"(limit {info.slot_count}), held by {holders}")
+            msg = (
+                f"step {step.step_key} is waiting for pool {pool!r} "
+                f"(limit {info.slot_count}), held by {holders}"
+            )
             instance.report_engine_event(msg, run)
             log.info(msg)
     return now_told

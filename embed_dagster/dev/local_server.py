@@ -153,7 +153,7 @@ class DynamicBatcher:
 
     def submit(self, texts: list[str]) -> tuple[np.ndarray, int]:
         """Embeds texts (merged with whatever else is queued); returns (vectors, prompt tokens)."""
-        jobs = [_Job(texts[i:i + self.max_batch]) for i in range(0, len(texts), self.max_batch)]
+        jobs = [_Job(texts[i : i + self.max_batch]) for i in range(0, len(texts), self.max_batch)]
         with self._cond:
             self._queue.extend(jobs)
             self._cond.notify()
@@ -208,8 +208,8 @@ class DynamicBatcher:
                 continue
             start = 0
             for job in batch:
-                job.vectors = vectors[start:start + len(job.texts)]
-                job.tokens = tokens[start:start + len(job.texts)]
+                job.vectors = vectors[start : start + len(job.texts)]
+                job.tokens = tokens[start : start + len(job.texts)]
                 start += len(job.texts)
                 job.done.set()
 
@@ -230,8 +230,10 @@ def validate_request(body: object) -> tuple[list[str], int | None, str]:
         texts = [inp]
     elif isinstance(inp, list):
         if not all(isinstance(t, str) for t in inp):
-            raise BadRequest("All items in input list must be strings (token-id input is not supported "
-                             "by this local server)")
+            raise BadRequest(
+                "All items in input list must be strings (token-id input is not supported "
+                "by this local server)"
+            )
         for i, t in enumerate(inp):
             if not t.strip():
                 raise BadRequest(f"Input at index {i} cannot be empty or whitespace only")
@@ -244,8 +246,10 @@ def validate_request(body: object) -> tuple[list[str], int | None, str]:
         if isinstance(dims, bool) or not isinstance(dims, int) or dims < 1:
             raise BadRequest(f"dimensions must be a positive integer, got {dims!r}")
         if dims > NATIVE_DIM:
-            raise BadRequest(f"Requested dimensions {dims} exceeds the model's hidden size {NATIVE_DIM}; "
-                             f"use at most {NATIVE_DIM}")
+            raise BadRequest(
+                f"Requested dimensions {dims} exceeds the model's hidden size {NATIVE_DIM}; "
+                f"use at most {NATIVE_DIM}"
+            )
     fmt = body.get("encoding_format") or "float"
     if fmt not in ("float", "base64"):
         raise BadRequest(f"encoding_format must be 'float' or 'base64', got {fmt!r}")
@@ -288,9 +292,22 @@ class EmbeddingHandler(BaseHTTPRequestHandler):
         if path == "/health":
             self._send_json(200, None)
         elif path == "/v1/models":
-            self._send_json(200, {"object": "list", "data": [{
-                "id": self.server.model_name, "object": "model", "created": self.server.started,
-                "owned_by": "sglang", "root": self.server.model_name, "max_model_len": None}]})
+            self._send_json(
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {
+                            "id": self.server.model_name,
+                            "object": "model",
+                            "created": self.server.started,
+                            "owned_by": "sglang",
+                            "root": self.server.model_name,
+                            "max_model_len": None,
+                        }
+                    ],
+                },
+            )
         else:
             self._send_json(404, error_body(f"Not found: {path}", 404, "NotFoundError"))
 
@@ -334,9 +351,15 @@ class EmbeddingHTTPServer(ThreadingHTTPServer):
 # ---------------------------------------------------------------- command line
 
 
-def make_server(host: str = "127.0.0.1", port: int = 0, max_batch: int = 256, max_wait_ms: float = 5.0,
-                latency_fixed_ms: float | None = None, latency_per_token_ms: float | None = None,
-                verbose: bool = False) -> EmbeddingHTTPServer:
+def make_server(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    max_batch: int = 256,
+    max_wait_ms: float = 5.0,
+    latency_fixed_ms: float | None = None,
+    latency_per_token_ms: float | None = None,
+    verbose: bool = False,
+) -> EmbeddingHTTPServer:
     if latency_fixed_ms is not None or latency_per_token_ms is not None:
         encoder = LatencyModelEncoder(latency_fixed_ms or 0.0, latency_per_token_ms or 0.0)
     else:
@@ -346,8 +369,9 @@ def make_server(host: str = "127.0.0.1", port: int = 0, max_batch: int = 256, ma
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m embed_dagster.dev.local_server",
-                                description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m embed_dagster.dev.local_server", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; no authentication)")
     p.add_argument("--port", type=int, default=30000, help="0 picks a free port (see --ready-file)")
     p.add_argument("--max-batch", type=int, default=256, help="most texts merged into one forward pass")
@@ -361,15 +385,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_batch < 1 or args.max_wait_ms < 0:
         p.error("--max-batch must be >= 1 and --max-wait-ms >= 0")
     try:
-        server = make_server(args.host, args.port, args.max_batch, args.max_wait_ms,
-                             args.latency_fixed_ms, args.latency_per_token_ms, args.verbose)
+        server = make_server(
+            args.host,
+            args.port,
+            args.max_batch,
+            args.max_wait_ms,
+            args.latency_fixed_ms,
+            args.latency_per_token_ms,
+            args.verbose,
+        )
     except OSError as exc:
         print(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     host, port = server.server_address[:2]
-    mode = ("latency model" if isinstance(server.batcher.encoder, LatencyModelEncoder) else MODEL_NAME)
-    log.info("serving %s on http://%s:%d/v1 (max batch %d, max wait %.1f ms)",
-             mode, host, port, args.max_batch, args.max_wait_ms)
+    mode = "latency model" if isinstance(server.batcher.encoder, LatencyModelEncoder) else MODEL_NAME
+    log.info(
+        "serving %s on http://%s:%d/v1 (max batch %d, max wait %.1f ms)",
+        mode,
+        host,
+        port,
+        args.max_batch,
+        args.max_wait_ms,
+    )
     if args.ready_file:
         tmp = Path(args.ready_file + ".tmp")
         tmp.write_text(str(port))
@@ -394,8 +431,9 @@ class LocalServerProcess:
     race between choosing a free port and binding it.
     """
 
-    def __init__(self, extra_args: list[str] | None = None, host: str = "127.0.0.1",
-                 startup_timeout_s: float = 60.0):
+    def __init__(
+        self, extra_args: list[str] | None = None, host: str = "127.0.0.1", startup_timeout_s: float = 60.0
+    ):
         self.extra_args = list(extra_args or [])
         self.host, self.startup_timeout_s = host, startup_timeout_s
         self.proc: subprocess.Popen | None = None
@@ -415,8 +453,18 @@ class LocalServerProcess:
         env = dict(os.environ)
         repo_root = str(Path(__file__).resolve().parents[1])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (repo_root, env.get("PYTHONPATH")) if p)
-        cmd = [sys.executable, "-m", "embed_dagster.dev.local_server", "--host", self.host, "--port", "0",
-               "--ready-file", str(ready), *self.extra_args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "embed_dagster.dev.local_server",
+            "--host",
+            self.host,
+            "--port",
+            "0",
+            "--ready-file",
+            str(ready),
+            *self.extra_args,
+        ]
         with open(log_path, "wb") as log_file:
             self.proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + self.startup_timeout_s
@@ -424,16 +472,20 @@ class LocalServerProcess:
             if self.proc.poll() is not None:
                 tail = log_path.read_text(errors="replace")[-2000:]
                 self.stop()
-                raise RuntimeError(f"local embedding server exited with code {self.proc.returncode} "
-                                   f"before it was ready; its output:\n{tail}")
+                raise RuntimeError(
+                    f"local embedding server exited with code {self.proc.returncode} "
+                    f"before it was ready; its output:\n{tail}"
+                )
             if self.port is None and ready.exists():
                 self.port = int(ready.read_text())
             if self.port is not None and self._answers():
                 return self
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"local embedding server did not answer GET /v1/models within "
-                           f"{self.startup_timeout_s:.0f} s; see {' '.join(cmd)}")
+        raise RuntimeError(
+            f"local embedding server did not answer GET /v1/models within "
+            f"{self.startup_timeout_s:.0f} s; see {' '.join(cmd)}"
+        )
 
     def _answers(self) -> bool:
         try:

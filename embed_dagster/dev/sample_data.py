@@ -48,113 +48,212 @@ CHINESE_SHARE = 0.6
 POOL_SHARE = 0.25  # new texts drawn from a seed-wide pool, so days repeat each other
 
 # ------------------------------------------------------------------------------------ text bank
-PRODUCTS_EN = ["headphones", "phone case", "blender", "running shoes", "jacket", "power bank", "smart watch",
-               "desk lamp", "backpack", "keyboard", "coffee maker", "charger", "T-shirt", "vacuum"]
-PRODUCTS_ZH = ["耳机", "手机壳", "榨汁机", "跑鞋", "外套", "充电宝", "智能手表", "台灯", "双肩包", "键盘",
-               "咖啡机", "充电器", "T恤", "吸尘器"]
+PRODUCTS_EN = [
+    "headphones",
+    "phone case",
+    "blender",
+    "running shoes",
+    "jacket",
+    "power bank",
+    "smart watch",
+    "desk lamp",
+    "backpack",
+    "keyboard",
+    "coffee maker",
+    "charger",
+    "T-shirt",
+    "vacuum",
+]
+PRODUCTS_ZH = [
+    "耳机",
+    "手机壳",
+    "榨汁机",
+    "跑鞋",
+    "外套",
+    "充电宝",
+    "智能手表",
+    "台灯",
+    "双肩包",
+    "键盘",
+    "咖啡机",
+    "充电器",
+    "T恤",
+    "吸尘器",
+]
 TOPICS = {
     "shipping": {
-        "en": ["My {product} still hasn't arrived after {n} days.",
-               "Delivery took {n} days, way longer than promised.",
-               "Tracking has said 'in transit' for {n} days now.",
-               "The courier left my {product} at the wrong address.",
-               "Package arrived {n} days late and nobody told me why.",
-               "Shipping was super fast, got my {product} in {n} days!",
-               "Where is my order? It's been {n} days.",
-               "Estimated delivery keeps getting pushed back, now {n} more days."],
-        "zh": ["{product}等了{n}天还没到。", "物流太慢了，{n}天了还在路上。", "快递{n}天都没更新物流信息。",
-               "快递员把{product}送错地址了。", "发货速度很快，{n}天就收到了{product}！",
-               "说好的次日达，结果等了{n}天。", "物流一直显示运输中，已经{n}天了。",
-               "我的订单到底什么时候发货？等了{n}天。"],
+        "en": [
+            "My {product} still hasn't arrived after {n} days.",
+            "Delivery took {n} days, way longer than promised.",
+            "Tracking has said 'in transit' for {n} days now.",
+            "The courier left my {product} at the wrong address.",
+            "Package arrived {n} days late and nobody told me why.",
+            "Shipping was super fast, got my {product} in {n} days!",
+            "Where is my order? It's been {n} days.",
+            "Estimated delivery keeps getting pushed back, now {n} more days.",
+        ],
+        "zh": [
+            "{product}等了{n}天还没到。",
+            "物流太慢了，{n}天了还在路上。",
+            "快递{n}天都没更新物流信息。",
+            "快递员把{product}送错地址了。",
+            "发货速度很快，{n}天就收到了{product}！",
+            "说好的次日达，结果等了{n}天。",
+            "物流一直显示运输中，已经{n}天了。",
+            "我的订单到底什么时候发货？等了{n}天。",
+        ],
     },
     "refund": {
-        "en": ["I returned the {product} {n} days ago and still no refund.",
-               "Refund request rejected for no reason.",
-               "How long does a refund take? It's been {n} days.",
-               "Got my refund of ${amount} quickly, thanks.",
-               "They refunded ${amount} instead of the full ${amount2}.",
-               "Still waiting for my money back for the {product}."],
-        "zh": ["退货{n}天了，钱还没退回来。", "申请退款被拒绝，也不说原因。", "退款要多久？已经等了{n}天。",
-               "退款{amount}元很快就到账了，谢谢。", "只退了{amount}元，明明付了{amount2}元。",
-               "{product}退了，钱迟迟不到账。"],
+        "en": [
+            "I returned the {product} {n} days ago and still no refund.",
+            "Refund request rejected for no reason.",
+            "How long does a refund take? It's been {n} days.",
+            "Got my refund of ${amount} quickly, thanks.",
+            "They refunded ${amount} instead of the full ${amount2}.",
+            "Still waiting for my money back for the {product}.",
+        ],
+        "zh": [
+            "退货{n}天了，钱还没退回来。",
+            "申请退款被拒绝，也不说原因。",
+            "退款要多久？已经等了{n}天。",
+            "退款{amount}元很快就到账了，谢谢。",
+            "只退了{amount}元，明明付了{amount2}元。",
+            "{product}退了，钱迟迟不到账。",
+        ],
     },
     "app_crash": {
-        "en": ["The app crashes every time I open the {screen} page.",
-               "Can't log in, it keeps saying 'invalid password'.",
-               "App freezes on the {screen} screen after the update.",
-               "Login button does nothing on Android {n}.",
-               "The app keeps logging me out every {n} minutes.",
-               "Crashes right after the splash screen since version {n}.{n2}."],
-        "zh": ["一打开{screen}页面app就闪退。", "登录不上，一直提示密码错误。",
-               "更新之后{screen}页面卡死了。", "安卓{n}上点登录没反应。", "app每隔{n}分钟就自动退出登录。",
-               "升级到{n}.{n2}版本后启动就闪退。"],
-        "mix": ["App 一打开就 crash，报错 `NullPointerException at {screen}Activity.java:{n}`",
-                "login 的时候一直显示 'token expired'，试了 {n} 次",
-                "{screen} 页面白屏，console 里是 `TypeError: cannot read property 'id' of undefined`",
-                "iOS {n} 上 app 闪退，crash log: EXC_BAD_ACCESS (SIGSEGV)"],
+        "en": [
+            "The app crashes every time I open the {screen} page.",
+            "Can't log in, it keeps saying 'invalid password'.",
+            "App freezes on the {screen} screen after the update.",
+            "Login button does nothing on Android {n}.",
+            "The app keeps logging me out every {n} minutes.",
+            "Crashes right after the splash screen since version {n}.{n2}.",
+        ],
+        "zh": [
+            "一打开{screen}页面app就闪退。",
+            "登录不上，一直提示密码错误。",
+            "更新之后{screen}页面卡死了。",
+            "安卓{n}上点登录没反应。",
+            "app每隔{n}分钟就自动退出登录。",
+            "升级到{n}.{n2}版本后启动就闪退。",
+        ],
+        "mix": [
+            "App 一打开就 crash，报错 `NullPointerException at {screen}Activity.java:{n}`",
+            "login 的时候一直显示 'token expired'，试了 {n} 次",
+            "{screen} 页面白屏，console 里是 `TypeError: cannot read property 'id' of undefined`",
+            "iOS {n} 上 app 闪退，crash log: EXC_BAD_ACCESS (SIGSEGV)",
+        ],
     },
     "battery": {
-        "en": ["Battery of the {product} drains in {n} hours.",
-               "The {product} won't hold a charge anymore.",
-               "Battery life is amazing, lasts {n} days.",
-               "Charging takes forever, over {n} hours.",
-               "Gets really hot while charging."],
-        "zh": ["{product}的电池{n}个小时就没电了。", "{product}充不进电了。", "续航很棒，能用{n}天。",
-               "充电太慢了，要{n}个小时。", "充电的时候发烫得厉害。"],
+        "en": [
+            "Battery of the {product} drains in {n} hours.",
+            "The {product} won't hold a charge anymore.",
+            "Battery life is amazing, lasts {n} days.",
+            "Charging takes forever, over {n} hours.",
+            "Gets really hot while charging.",
+        ],
+        "zh": [
+            "{product}的电池{n}个小时就没电了。",
+            "{product}充不进电了。",
+            "续航很棒，能用{n}天。",
+            "充电太慢了，要{n}个小时。",
+            "充电的时候发烫得厉害。",
+        ],
     },
     "customer_service": {
-        "en": ["Customer service never answered my {n} emails.",
-               "Support agent was rude and hung up on me.",
-               "Waited {n} minutes on hold, then got disconnected.",
-               "The support team solved my problem in {n} minutes, great job.",
-               "Chat bot is useless, I need a real person."],
-        "zh": ["客服一直不回消息，发了{n}次了。", "客服态度很差，直接挂电话。",
-               "排队等了{n}分钟，然后断线了。",
-               "客服{n}分钟就帮我解决了问题，好评。", "智能客服答非所问，要人工客服。"],
+        "en": [
+            "Customer service never answered my {n} emails.",
+            "Support agent was rude and hung up on me.",
+            "Waited {n} minutes on hold, then got disconnected.",
+            "The support team solved my problem in {n} minutes, great job.",
+            "Chat bot is useless, I need a real person.",
+        ],
+        "zh": [
+            "客服一直不回消息，发了{n}次了。",
+            "客服态度很差，直接挂电话。",
+            "排队等了{n}分钟，然后断线了。",
+            "客服{n}分钟就帮我解决了问题，好评。",
+            "智能客服答非所问，要人工客服。",
+        ],
     },
     "pricing": {
-        "en": ["The price went up by ${amount} overnight.",
-               "Coupon code {code} doesn't work at checkout.",
-               "Great deal, saved ${amount} on the {product}.",
-               "Too expensive for what you get.",
-               "Charged ${amount2} but the listed price was ${amount}."],
-        "zh": ["一夜之间涨价{amount}元。", "优惠券{code}结算时用不了。", "很划算，{product}省了{amount}元。",
-               "性价比太低了。", "标价{amount}元，实际扣了{amount2}元。"],
-        "mix": ["优惠码 {code} 提示 'coupon expired'，明明还没过期",
-                "checkout 的时候 discount 没生效，多付了{amount}元"],
+        "en": [
+            "The price went up by ${amount} overnight.",
+            "Coupon code {code} doesn't work at checkout.",
+            "Great deal, saved ${amount} on the {product}.",
+            "Too expensive for what you get.",
+            "Charged ${amount2} but the listed price was ${amount}.",
+        ],
+        "zh": [
+            "一夜之间涨价{amount}元。",
+            "优惠券{code}结算时用不了。",
+            "很划算，{product}省了{amount}元。",
+            "性价比太低了。",
+            "标价{amount}元，实际扣了{amount2}元。",
+        ],
+        "mix": [
+            "优惠码 {code} 提示 'coupon expired'，明明还没过期",
+            "checkout 的时候 discount 没生效，多付了{amount}元",
+        ],
     },
     "quality": {
-        "en": ["The {product} broke after {n} days.",
-               "Cheap material, the {product} feels flimsy.",
-               "Excellent quality, the {product} is solid.",
-               "Stitching came apart on the first wash.",
-               "Stopped working after {n} weeks."],
-        "zh": ["{product}用了{n}天就坏了。", "做工粗糙，{product}质量很差。", "质量很好，{product}很结实。",
-               "洗了一次就开线了。", "用了{n}周就不能用了。"],
+        "en": [
+            "The {product} broke after {n} days.",
+            "Cheap material, the {product} feels flimsy.",
+            "Excellent quality, the {product} is solid.",
+            "Stitching came apart on the first wash.",
+            "Stopped working after {n} weeks.",
+        ],
+        "zh": [
+            "{product}用了{n}天就坏了。",
+            "做工粗糙，{product}质量很差。",
+            "质量很好，{product}很结实。",
+            "洗了一次就开线了。",
+            "用了{n}周就不能用了。",
+        ],
     },
     "size_fit": {
-        "en": ["Size runs small, order one size up.",
-               "The {product} is way too big, had to return it.",
-               "Fits perfectly, true to size.",
-               "Sleeves are {n} cm too long."],
-        "zh": ["尺码偏小，建议买大一码。", "{product}太大了，只能退货。", "大小刚好，尺码很标准。",
-               "袖子长了{n}厘米。"],
+        "en": [
+            "Size runs small, order one size up.",
+            "The {product} is way too big, had to return it.",
+            "Fits perfectly, true to size.",
+            "Sleeves are {n} cm too long.",
+        ],
+        "zh": [
+            "尺码偏小，建议买大一码。",
+            "{product}太大了，只能退货。",
+            "大小刚好，尺码很标准。",
+            "袖子长了{n}厘米。",
+        ],
     },
     "packaging": {
-        "en": ["The box was crushed and the {product} was scratched.",
-               "Way too much plastic in the packaging.",
-               "Nice packaging, looks like a gift.",
-               "Item arrived with no box at all."],
-        "zh": ["箱子被压扁了，{product}也刮花了。", "包装用了太多塑料。", "包装很精美，送人很合适。",
-               "收到的时候连盒子都没有。"],
+        "en": [
+            "The box was crushed and the {product} was scratched.",
+            "Way too much plastic in the packaging.",
+            "Nice packaging, looks like a gift.",
+            "Item arrived with no box at all.",
+        ],
+        "zh": [
+            "箱子被压扁了，{product}也刮花了。",
+            "包装用了太多塑料。",
+            "包装很精美，送人很合适。",
+            "收到的时候连盒子都没有。",
+        ],
     },
     "account_security": {
-        "en": ["Someone logged into my account from another country.",
-               "I got a verification code I never requested.",
-               "My account was hacked and ${amount} was spent.",
-               "Two-factor authentication code never arrives."],
-        "zh": ["有人在国外登录了我的账号。", "收到了我没申请的验证码。", "账号被盗，被刷了{amount}元。",
-               "两步验证的短信一直收不到。"],
+        "en": [
+            "Someone logged into my account from another country.",
+            "I got a verification code I never requested.",
+            "My account was hacked and ${amount} was spent.",
+            "Two-factor authentication code never arrives.",
+        ],
+        "zh": [
+            "有人在国外登录了我的账号。",
+            "收到了我没申请的验证码。",
+            "账号被盗，被刷了{amount}元。",
+            "两步验证的短信一直收不到。",
+        ],
         "mix": ["账号异地登录，IP 是 {ip}，我根本没去过那里", "收到 SMS 验证码 {code}，但我没有 login 过"],
     },
 }
@@ -164,8 +263,17 @@ OPENERS = {
     "zh": ["", "", "", "说实话，", "无语了，", "吐槽一下：", "请问一下，", "太离谱了！", "你好，"],
 }
 CLOSERS = {
-    "en": ["", "", "", " Please fix this.", " Very disappointed.", " Thanks!", " Not buying again.",
-           " Would recommend.", " Any update?"],
+    "en": [
+        "",
+        "",
+        "",
+        " Please fix this.",
+        " Very disappointed.",
+        " Thanks!",
+        " Not buying again.",
+        " Would recommend.",
+        " Any update?",
+    ],
     "zh": ["", "", "", "请尽快处理。", "非常失望。", "谢谢！", "再也不买了。", "推荐购买。", "有人管吗？"],
 }
 EMOJI = ["😡", "🙏", "👍", "😭", "🤔", "📦", "🔋", "💸", "😂", "❤️"]
@@ -176,9 +284,12 @@ def _fill(template: str, rng: random.Random, lang: str) -> str:
     amount = rng.choice([5, 9, 10, 15, 20, 30, 49, 99, 120, 199, 300])
     return template.format(
         product=rng.choice(PRODUCTS_ZH if lang == "zh" else PRODUCTS_EN),
-        n=rng.randint(2, 15), n2=rng.randint(0, 9),
-        amount=amount, amount2=amount + rng.choice([5, 10, 20, 50]),
-        screen=rng.choice(SCREENS), code=f"SAVE{rng.randint(10, 99)}",
+        n=rng.randint(2, 15),
+        n2=rng.randint(0, 9),
+        amount=amount,
+        amount2=amount + rng.choice([5, 10, 20, 50]),
+        screen=rng.choice(SCREENS),
+        code=f"SAVE{rng.randint(10, 99)}",
         ip=f"{rng.randint(11, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
     )
 
@@ -229,7 +340,8 @@ def _texts_for_day(rng: random.Random, pool: list[str], n: int) -> list[str]:
 # ------------------------------------------------------------------------------------------ rows
 def _timestamp(day: dt.date, rng: random.Random) -> tuple[dt.datetime, str]:
     moment = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC) + dt.timedelta(
-        seconds=rng.randrange(86400), microseconds=rng.choice([0, 0, rng.randrange(10**6)]))
+        seconds=rng.randrange(86400), microseconds=rng.choice([0, 0, rng.randrange(10**6)])
+    )
     style = rng.random()
     if style < 0.6:
         text = moment.strftime("%Y-%m-%dT%H:%M:%S") + ("Z" if not moment.microsecond else f".{moment:%f}Z")
@@ -282,8 +394,11 @@ def _jsonl_bytes(rows: list[dict], bad: dict, day: dt.date, rng: random.Random) 
     for row in rows:
         obj = {k: v for k, v in row.items() if k != "ts"}
         out.append(json.dumps(obj, ensure_ascii=rng.random() < 0.2))
-    inserts = [json.dumps(bad["empty_text"]), json.dumps(bad["missing_comment_id"]),
-               f'{{"comment_id": "c-{day:%Y%m%d}-bad-json", "created_at": "{day}", "text": "cut off in']
+    inserts = [
+        json.dumps(bad["empty_text"]),
+        json.dumps(bad["missing_comment_id"]),
+        f'{{"comment_id": "c-{day:%Y%m%d}-bad-json", "created_at": "{day}", "text": "cut off in',
+    ]
     for line in inserts:
         out.insert(rng.randint(0, len(out)), line)
     return ("\n".join(out) + "\n").encode()
@@ -293,8 +408,12 @@ def _csv_bytes(rows: list[dict], bad: dict, rng: random.Random) -> bytes:
     rows = [*rows]
     rows.insert(rng.randint(0, len(rows)), bad["whitespace_text"])
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["comment_id", "created_at", "text", "user_id", "platform"],
-                            extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(
+        buf,
+        fieldnames=["comment_id", "created_at", "text", "user_id", "platform"],
+        extrasaction="ignore",
+        lineterminator="\n",
+    )
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue().encode()
@@ -303,12 +422,14 @@ def _csv_bytes(rows: list[dict], bad: dict, rng: random.Random) -> bytes:
 def _parquet_bytes(rows: list[dict], bad: dict, rng: random.Random) -> bytes:
     rows = [*rows]
     rows.insert(rng.randint(0, len(rows)), bad["long_text"])
-    table = pa.table({
-        "comment_id": pa.array([r["comment_id"] for r in rows], pa.string()),
-        "created_at": pa.array([r["ts"] for r in rows], pa.timestamp("us", tz="UTC")),
-        "text": pa.array([r["text"] for r in rows], pa.string()),
-        "rating": pa.array([r.get("rating") for r in rows], pa.int32()),
-    })
+    table = pa.table(
+        {
+            "comment_id": pa.array([r["comment_id"] for r in rows], pa.string()),
+            "created_at": pa.array([r["ts"] for r in rows], pa.timestamp("us", tz="UTC")),
+            "text": pa.array([r["text"] for r in rows], pa.string()),
+            "rating": pa.array([r.get("rating") for r in rows], pa.int32()),
+        }
+    )
     buf = io.BytesIO()
     pq.write_table(table, buf)
     return buf.getvalue()
@@ -325,8 +446,9 @@ def _pool(seed: int) -> list[str]:
     return [_new_text(rng) for _ in range(200)]
 
 
-def generate_landing(landing_root: Path | str, start: dt.date, days: int, per_day: int = 400,
-                     seed: int = 7) -> dict[dt.date, dict]:
+def generate_landing(
+    landing_root: Path | str, start: dt.date, days: int, per_day: int = 400, seed: int = 7
+) -> dict[dt.date, dict]:
     """Write ``days`` days of sample files; return per-day counts, including which rows are bad."""
     if days < 1:
         raise ValueError(f"days must be at least 1, got {days}")
@@ -340,9 +462,11 @@ def generate_landing(landing_root: Path | str, start: dt.date, days: int, per_da
         rng = random.Random(f"{seed}:{day.isoformat()}:files")
         bad = _bad_rows(day, rows[0]["ts"] if rows else dt.datetime.combine(day, dt.time(), dt.UTC))
         parts = _split(rows)
-        payloads = {FILE_NAMES[0]: _jsonl_bytes(parts[0], bad, day, rng),
-                    FILE_NAMES[1]: _csv_bytes(parts[1], bad, rng),
-                    FILE_NAMES[2]: _parquet_bytes(parts[2], bad, rng)}
+        payloads = {
+            FILE_NAMES[0]: _jsonl_bytes(parts[0], bad, day, rng),
+            FILE_NAMES[1]: _csv_bytes(parts[1], bad, rng),
+            FILE_NAMES[2]: _parquet_bytes(parts[2], bad, rng),
+        }
         folder = Path(landing_root) / "comments" / f"date={day.isoformat()}"
         folder.mkdir(parents=True, exist_ok=True)
         for old in folder.glob("sample-*"):
@@ -353,18 +477,23 @@ def generate_landing(landing_root: Path | str, start: dt.date, days: int, per_da
             "rows_written": per_day,
             "valid_rows": len(rows),
             "bad_rows_written": KNOWN_BAD_ROWS_PER_DAY,
-            "bad_rows": {kind: {"file": where, "reason_starts_with": reason}
-                         for kind, (where, reason) in BAD_ROWS.items()},
-            "files": {name: len(part) + sum(1 for f, _ in BAD_ROWS.values() if f == name)
-                      for name, part in zip(FILE_NAMES, parts, strict=True)},
+            "bad_rows": {
+                kind: {"file": where, "reason_starts_with": reason}
+                for kind, (where, reason) in BAD_ROWS.items()
+            },
+            "files": {
+                name: len(part) + sum(1 for f, _ in BAD_ROWS.values() if f == name)
+                for name, part in zip(FILE_NAMES, parts, strict=True)
+            },
             "folder": folder.as_posix(),
         }
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m embed_dagster.dev.sample_data",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m embed_dagster.dev.sample_data", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--landing", type=Path, default=Path("data/landing"), help="landing root folder")
     parser.add_argument("--start", default="2025-01-01", help="first day, YYYY-MM-DD")
     parser.add_argument("--days", type=int, default=3)

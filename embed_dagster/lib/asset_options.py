@@ -1,6 +1,5 @@
 """Conventions every asset of the lineage shares: one partitioning, one group, one owner."""
 
-
 from embed_dagster.lib.partitions import daily_partitions
 
 OWNERS = ["team:comment-insights"]

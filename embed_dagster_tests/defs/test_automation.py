@@ -41,7 +41,11 @@ def _evaluate_schedule(env_overrides: dict[str, str], ticks: list[str]) -> dict:
     env.update(env_overrides)
     proc = subprocess.run(
         [sys.executable, "-W", "ignore", "-c", _EVALUATE, json.dumps(ticks)],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=180,
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     if proc.returncode != 0:
         return {"error": proc.stderr[-3000:]}
@@ -133,7 +137,11 @@ def test_schedule_start_cli_turns_the_schedule_on(tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     proc = subprocess.run(
         [dagster_bin(), "schedule", "start", "daily_embed_comments", "-w", "workspace.yaml"],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=180,
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "Started schedule daily_embed_comments" in proc.stdout

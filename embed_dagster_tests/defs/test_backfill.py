@@ -26,7 +26,6 @@ from embed_dagster_tests.support.pipeline import ORDER_FREE_TABLES  # noqa: E402
 pytest_plugins = ["embed_dagster_tests.support.dagster_procs"]
 
 
-
 def _per_day(db: str, sql: str) -> dict[str, list]:
     out: dict[str, list] = defaultdict(list)
     for row in query_arrow(db, sql).to_pylist():
@@ -76,9 +75,7 @@ def test_runs_overlapped_within_the_configured_limit(backfill, ops_server):
     instance = ops_server.gql("{ instance { runQueueConfig { maxConcurrentRuns } } }")["instance"]
     queue = instance["runQueueConfig"]
     assert queue["maxConcurrentRuns"] >= 3
-    edges = sorted(
-        [(r["startTime"], 1) for r in runs.values()] + [(r["endTime"], -1) for r in runs.values()]
-    )
+    edges = sorted([(r["startTime"], 1) for r in runs.values()] + [(r["endTime"], -1) for r in runs.values()])
     most, now = 0, 0
     for _, step in edges:
         now += step
@@ -203,8 +200,12 @@ def test_checks_passed_for_every_day(backfill, ops_server):
         status evaluation { success severity metadataEntries { __typename label
           ... on IntMetadataEntry { intValue } } } } }"""
     for day in sorted(_day_strings()):
-        for asset, check in [("clusters", "conservation"), ("fresh_embeddings", "coverage"),
-                             ("fresh_embeddings", "vector_sanity"), ("clusters", "clustering_health")]:
+        for asset, check in [
+            ("clusters", "conservation"),
+            ("fresh_embeddings", "coverage"),
+            ("fresh_embeddings", "vector_sanity"),
+            ("clusters", "clustering_health"),
+        ]:
             runs = gql(query, {"k": {"path": [asset]}, "c": check, "p": day})["assetCheckExecutions"]
             assert runs, (day, check)
             latest = runs[0]

@@ -49,8 +49,9 @@ def _wait(what: str, predicate, timeout_s: float, dev: DagsterDev, step_s: float
 
 
 def _launch(dev: DagsterDev, repo: dict, keys: list[str], day: date) -> str:
-    bid = launch_backfill(dev.gql, job_backfill_params(repo, "embed_comments_job", keys, [day.isoformat()],
-                                                       f"D1 {day}"))
+    bid = launch_backfill(
+        dev.gql, job_backfill_params(repo, "embed_comments_job", keys, [day.isoformat()], f"D1 {day}")
+    )
     runs = _wait(f"run for {day}", lambda: backfill_status(dev.gql, bid)["runs"], 120, dev)
     return runs[0]["runId"]
 
@@ -65,22 +66,30 @@ def test_d1_a_killed_run_frees_its_slot_and_is_marked_failed(tmp_path, fault_fig
     with FaultServer(native_dim=64) as srv:
         srv.latency_s = 600  # every embedding request hangs: run A sits in fresh_embeddings
         env = clean_env(
-            SGLANG_BASE_URL=srv.base_url, SGLANG_MODEL=srv.model,
+            SGLANG_BASE_URL=srv.base_url,
+            SGLANG_MODEL=srv.model,
             EMBED_DAGSTER_DIMENSIONS="64",
-            EMBED_DAGSTER_LAKE=str(tmp_path / "lake"), EMBED_DAGSTER_LANDING=str(landing),
+            EMBED_DAGSTER_LAKE=str(tmp_path / "lake"),
+            EMBED_DAGSTER_LANDING=str(landing),
         )
         with DagsterDev(tmp_path / "home", env, cwd=tmp_path / "cwd") as dev:
             instance = dg.DagsterInstance.from_config(str(dev.home))
             repo = repository_selector(dev.gql)
-            keys = sorted(n["assetKey"]["path"][0] for n in dev.gql("{ assetNodes { assetKey { path } } }")
-                          ["assetNodes"])
+            keys = sorted(
+                n["assetKey"]["path"][0]
+                for n in dev.gql("{ assetNodes { assetKey { path } } }")["assetNodes"]
+            )
             run_a = _launch(dev, repo, keys, DAY_A)
             _wait("run A holding the embedding slot", lambda: run_a in _holders(instance), 240, dev)
             run_b = _launch(dev, repo, keys, DAY_B)
 
             def told_b():
-                return [m for m in run_messages(dev.gql, run_b)
-                        if f"waiting for pool '{POOL}'" in (m.get("message") or "") and run_a in m["message"]]
+                return [
+                    m
+                    for m in run_messages(dev.gql, run_b)
+                    if f"waiting for pool '{POOL}'" in (m.get("message") or "") and run_a in m["message"]
+                ]
+
             [note] = _wait("run B told which run holds the slot", told_b, 180, dev, step_s=3)[:1]
             assert note["level"] == "INFO"
 
@@ -96,6 +105,7 @@ def test_d1_a_killed_run_frees_its_slot_and_is_marked_failed(tmp_path, fault_fig
 
             def recovered():
                 return run_details(dev.gql, run_a)["status"] == "FAILURE" and run_a not in _holders(instance)
+
             try:
                 _wait("run A failed and its slot freed", recovered, LIMIT_S + 30, dev, step_s=2)
             except TimeoutError:
@@ -105,8 +115,12 @@ def test_d1_a_killed_run_frees_its_slot_and_is_marked_failed(tmp_path, fault_fig
             # Marked failed by the watchdog ("run worker process N is gone") or, when the code server
             # that started the worker survived, by Dagster itself ("unexpectedly exited"); either
             # way the orphaned step process must not go on embedding and writing.
-            _wait("orphaned step processes killed",
-                  lambda: not any(process_alive(p, when) for p, when in step_pids.items()), 60, dev)
+            _wait(
+                "orphaned step processes killed",
+                lambda: not any(process_alive(p, when) for p, when in step_pids.items()),
+                60,
+                dev,
+            )
             fault_figures.add("hung_runs", int(took > LIMIT_S))
             assert took <= LIMIT_S, f"took {took:.0f} s"
             fault_figures.add("partitions_recovered")

@@ -88,9 +88,16 @@ def test_the_resource_builds_the_core_config_from_its_own_fields():
     assert {k: getattr(local_cfg, k) for k in settings} == settings
     assert isinstance(EmbeddingResource(**settings).embedder(None), LocalEmbedder)
 
-    remote = EmbeddingResource(base_url="http://127.0.0.1:1/v1, http://127.0.0.1:2", max_concurrency=3,
-                               timeout_s=5.0, max_retries=2, deadline_s=9.0, matryoshka=False, api_key="k",
-                               **settings)
+    remote = EmbeddingResource(
+        base_url="http://127.0.0.1:1/v1, http://127.0.0.1:2",
+        max_concurrency=3,
+        timeout_s=5.0,
+        max_retries=2,
+        deadline_s=9.0,
+        matryoshka=False,
+        api_key="k",
+        **settings,
+    )
     cfg = remote.core_config()
     assert isinstance(cfg, ClientConfig)
     assert cfg.base_urls == ["http://127.0.0.1:1/v1", "http://127.0.0.1:2/v1"]

@@ -48,9 +48,7 @@ def pipeline(tmp_path_factory, local_server):
     root = tmp_path_factory.mktemp("pipeline")
     landing = root / "landing"
     stats = generate_landing(landing, DAY1, 2, per_day=150, seed=11)
-    resources = pipeline_resources(
-        root / "lake", landing, base_url=local_server.base_url, model=MODEL_NAME
-    )
+    resources = pipeline_resources(root / "lake", landing, base_url=local_server.base_url, model=MODEL_NAME)
     results = {day: materialize(resources, day) for day in (DAY1, DAY2)}
     return {"db": str(root / "lake"), "resources": resources, "stats": stats, "results": results}
 

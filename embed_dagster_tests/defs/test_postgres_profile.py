@@ -67,14 +67,34 @@ def postgres_url():
     run = dict(check=True, capture_output=True, text=True, timeout=120)
     try:
         subprocess.run(
-            _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-U", "dagster", "--auth=trust",
-                         "-E", "UTF8", "--no-instructions"),
+            _as_postgres(
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "dagster",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            ),
             **run,
         )
         options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
         subprocess.run(
-            _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"),
-                         "-o", options, "-w", "-t", "60", "start"),
+            _as_postgres(
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(root / "server.log"),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ),
             **run,
         )
     except subprocess.CalledProcessError as exc:
@@ -83,8 +103,9 @@ def postgres_url():
         pytest.fail(f"PostgreSQL did not start: {exc.stderr}\n{log[-2000:]}")
     try:
         subprocess.run(
-            _as_postgres(str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "dagster",
-                         "dagster"),
+            _as_postgres(
+                str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "dagster", "dagster"
+            ),
             **run,
         )
         # `+psycopg2`: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which dagster-postgres
@@ -93,7 +114,8 @@ def postgres_url():
     finally:
         subprocess.run(
             _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"),
-            capture_output=True, timeout=60,
+            capture_output=True,
+            timeout=60,
         )
         shutil.rmtree(root, ignore_errors=True)
 
@@ -125,8 +147,14 @@ def materialized(postgres_url, tmp_path_factory, local_server):
                 "schedule": type(instance.schedule_storage).__name__,
             }
         yield {
-            "home": home, "result": result, "runs": runs, "pools": pools, "latest": latest,
-            "storage": storage_types, "db": str(root / "lake"), "url": postgres_url,
+            "home": home,
+            "result": result,
+            "runs": runs,
+            "pools": pools,
+            "latest": latest,
+            "storage": storage_types,
+            "db": str(root / "lake"),
+            "url": postgres_url,
         }
     finally:
         mp.undo()
@@ -178,7 +206,9 @@ def test_pools_are_enforced_through_postgres(materialized):
 
 
 def test_warehouse_has_the_partition(materialized):
-    n = query_arrow(
-        materialized["db"], "SELECT count(*) AS n FROM clusters WHERE partition_date = ?", [DAY]
-    ).column("n")[0].as_py()
+    n = (
+        query_arrow(materialized["db"], "SELECT count(*) AS n FROM clusters WHERE partition_date = ?", [DAY])
+        .column("n")[0]
+        .as_py()
+    )
     assert n > 0

@@ -21,15 +21,23 @@ pytestmark = pytest.mark.ui
 ASSETS = ["raw_comments", "deduplicated_texts", "cached_embeddings", "fresh_embeddings", "clusters", "topics"]
 DAY = date(2025, 1, 1)
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 TIMEOUT_MS = 90_000  # first page loads compile the UI's GraphQL queries; slow on 2 busy cores
 
 
 def _chromium() -> str | None:
-    for candidate in (os.environ.get("EMBED_DAGSTER_CHROMIUM"), shutil.which("chromium"),
-                      "/usr/lib/chromium/chromium"):
+    for candidate in (
+        os.environ.get("EMBED_DAGSTER_CHROMIUM"),
+        shutil.which("chromium"),
+        "/usr/lib/chromium/chromium",
+    ):
         if candidate and Path(candidate).exists():
             return candidate
     return None
@@ -76,11 +84,15 @@ def ui_server(tmp_path_factory, local_server):
     )
     from embed_dagster_tests.support.lake import query_arrow
 
-    labels = query_arrow(
-        str(root / "lake"),
-        "SELECT label FROM cluster_summaries WHERE partition_date = ? AND cluster_id >= 0 ORDER BY size DESC",
-        [DAY],
-    ).column("label").to_pylist()
+    labels = (
+        query_arrow(
+            str(root / "lake"),
+            "SELECT label FROM cluster_summaries WHERE partition_date = ? AND cluster_id >= 0 ORDER BY size DESC",
+            [DAY],
+        )
+        .column("label")
+        .to_pylist()
+    )
     assert labels, "the UI test needs a day with at least one cluster"
     with DagsterDev(home, env, cwd=root / "cwd") as dev:
         yield dev, root, labels[0]

@@ -214,8 +214,11 @@ def test_killed_run_gives_its_pool_slot_back(ops_server, ops_backfills):
         if ops_backfills.run_config:
             params["runConfigData"] = json.dumps(IN_PROCESS)
         backfill_id = launch_backfill(gql, params)
-        run_id = _until(lambda: (backfill_status(gql, backfill_id)["runs"] or [{}])[0].get("runId"),
-                        120, "the backfill's run")
+        run_id = _until(
+            lambda: (backfill_status(gql, backfill_id)["runs"] or [{}])[0].get("runId"),
+            120,
+            "the backfill's run",
+        )
         assert _until(lambda: _claimed(gql, run_id), 180, "the run to take its slot") == [
             ("embedding_server", "fresh_embeddings")
         ]

@@ -180,7 +180,8 @@ def test_batcher_merges_concurrent_requests_and_respects_max_batch():
     while not enc.pass_texts:  # the first pass is running (and blocked)
         threading.Event().wait(0.005)
     others = [threading.Thread(target=call, args=(i, 3)) for i in range(1, 5)] + [
-        threading.Thread(target=call, args=(5, 25))]
+        threading.Thread(target=call, args=(5, 25))
+    ]
     for t in others:
         t.start()
     while len(batcher._queue) < 4 + 3:  # four 3-text jobs + the 25-text request split into 10/10/5

@@ -43,7 +43,6 @@ FINISHED_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAIL
 FINISHED_RUN = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
-
 def dagster_bin(name: str = "dagster") -> str:
     """The venv's console script, so a test never picks up another Dagster from PATH."""
     candidate = Path(sys.executable).parent / name
@@ -126,8 +125,13 @@ class DagsterDev:
         cmd = [dagster_bin(), "dev", "-w", str(self.workspace), "-h", "127.0.0.1", "-p", str(self.port)]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                cmd, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                cmd,
+                cwd=self.cwd,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         try:
             self._wait_ready()
@@ -161,8 +165,10 @@ class DagsterDev:
             except (urllib.error.URLError, OSError, GraphQLError):
                 pass
             time.sleep(0.5)
-        raise RuntimeError(f"dagster dev not ready after {self.startup_timeout_s:.0f}s (waiting for "
-                           f"{stage}):\n{self.log_tail()}")
+        raise RuntimeError(
+            f"dagster dev not ready after {self.startup_timeout_s:.0f}s (waiting for "
+            f"{stage}):\n{self.log_tail()}"
+        )
 
     def _location_loaded(self) -> bool:
         data = self.gql(
@@ -172,8 +178,9 @@ class DagsterDev:
         entries = data["workspaceOrError"]["locationEntries"]
         for e in entries:
             if e["locationOrLoadError"] and e["locationOrLoadError"]["__typename"] == "PythonError":
-                raise RuntimeError(f"code location {e['name']} failed to load: "
-                                   f"{e['locationOrLoadError']['message']}")
+                raise RuntimeError(
+                    f"code location {e['name']} failed to load: {e['locationOrLoadError']['message']}"
+                )
         return bool(entries) and all(
             e["loadStatus"] == "LOADED" and e["locationOrLoadError"] for e in entries
         )
@@ -462,8 +469,14 @@ def ops_server(tmp_path_factory, local_server):
     dev = DagsterDev(root / "dagster_home", env, cwd=root / "cwd")
     dev.start()
     try:
-        yield SimpleNamespace(dev=dev, gql=dev.gql, root=root, landing=landing,
-                              db=env["EMBED_DAGSTER_LAKE"], repo=repository_selector(dev.gql))
+        yield SimpleNamespace(
+            dev=dev,
+            gql=dev.gql,
+            root=root,
+            landing=landing,
+            db=env["EMBED_DAGSTER_LAKE"],
+            repo=repository_selector(dev.gql),
+        )
     finally:
         dev.stop()
         leftovers = dev.leftovers()
@@ -499,8 +512,13 @@ def ops_backfills(ops_server, local_server):
     if run_config:
         asset_params["runConfigData"] = json.dumps(run_config)
     asset_id = launch_backfill(gql, asset_params)
-    job_params = job_backfill_params(ops_server.repo, "embed_comments_job", keys,
-                                     [d.isoformat() for d in JOB_DAYS], "2-day backfill from the job page")
+    job_params = job_backfill_params(
+        ops_server.repo,
+        "embed_comments_job",
+        keys,
+        [d.isoformat() for d in JOB_DAYS],
+        "2-day backfill from the job page",
+    )
     job_run_config = in_process_run_config(gql, ops_server.repo, "embed_comments_job")
     if job_run_config:
         job_params["runConfigData"] = json.dumps(job_run_config)
@@ -509,6 +527,11 @@ def ops_backfills(ops_server, local_server):
     reference = sequential_reference(ops_server.landing, reference_db, local_server.base_url, BACKFILL_DAYS)
     finished = wait_for_backfills(gql, [asset_id, job_id], BACKFILL_TIMEOUT_S)
     return SimpleNamespace(
-        asset=finished[asset_id], job=finished[job_id], seconds=time.monotonic() - started,
-        reference_db=str(reference_db), reference_ok=reference, keys=keys, run_config=run_config,
+        asset=finished[asset_id],
+        job=finished[job_id],
+        seconds=time.monotonic() - started,
+        reference_db=str(reference_db),
+        reference_ok=reference,
+        keys=keys,
+        run_config=run_config,
     )

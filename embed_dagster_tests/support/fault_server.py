@@ -61,8 +61,12 @@ class Fault:
     @classmethod
     def http(cls, status: int, message: str = "injected fault", retry_after: float | None = None) -> Fault:
         """Answer with this HTTP status and an SGLang-shaped error body."""
-        return cls("http", status=status, message=message,
-                   retry_after=None if retry_after is None else f"{retry_after:g}")
+        return cls(
+            "http",
+            status=status,
+            message=message,
+            retry_after=None if retry_after is None else f"{retry_after:g}",
+        )
 
     @classmethod
     def rate_limited(cls, retry_after: float = 0.05) -> Fault:
@@ -178,8 +182,15 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         owner._record(RecordedRequest("GET", self.path, _lower(self.headers), None))
         if self.path.rstrip("/") == "/v1/models":
-            self._send(200, {"object": "list", "data": [{"id": owner.model, "object": "model",
-                                                         "owned_by": "sglang", "root": owner.model}]})
+            self._send(
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {"id": owner.model, "object": "model", "owned_by": "sglang", "root": owner.model}
+                    ],
+                },
+            )
         elif self.path.rstrip("/") == "/health":
             self._send(200, b"")
         else:
@@ -219,9 +230,13 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "http":
             rec.status = fault.status
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
-            self._send(fault.status, error_body(fault.message, fault.status,
-                                                "RateLimitError" if fault.status == 429 else "ServerError"),
-                       headers)
+            self._send(
+                fault.status,
+                error_body(
+                    fault.message, fault.status, "RateLimitError" if fault.status == 429 else "ServerError"
+                ),
+                headers,
+            )
             return
         if fault is not None and fault.kind == "echo_auth":
             rec.status = fault.status
@@ -248,8 +263,14 @@ class _Handler(BaseHTTPRequestHandler):
         dim = owner.native_dim if owner.ignore_dimensions else int(body.get("dimensions") or owner.native_dim)
         if fault is not None and fault.kind == "wrong_dimension":
             dim = fault.dim
-        vectors = np.stack([expected_vector(t, dim, owner.native_dim) if dim <= owner.native_dim
-                            else pseudo_vector(t, dim) for t in texts])
+        vectors = np.stack(
+            [
+                expected_vector(t, dim, owner.native_dim)
+                if dim <= owner.native_dim
+                else pseudo_vector(t, dim)
+                for t in texts
+            ]
+        )
         if fault is not None and fault.kind == "nan":
             vectors[0, 0] = np.nan
         if fault is not None and fault.kind == "unnormalized":
@@ -267,8 +288,12 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "duplicate_index":
             for item in data:
                 item["index"] = 0
-        payload = {"object": "list", "model": body.get("model"), "data": data,
-                   "usage": {"prompt_tokens": len(texts), "total_tokens": len(texts)}}
+        payload = {
+            "object": "list",
+            "model": body.get("model"),
+            "data": data,
+            "usage": {"prompt_tokens": len(texts), "total_tokens": len(texts)},
+        }
         if fault is not None and fault.kind == "wrong_model":
             payload["model"] = fault.model
         if fault is not None and fault.kind == "invalid_json":
@@ -329,8 +354,9 @@ class FaultServer:
         self._httpd = _HTTPServer((self.host, self.port or 0), _Handler)
         self._httpd.owner = self
         self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 

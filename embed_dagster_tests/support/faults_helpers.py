@@ -80,9 +80,14 @@ def make_resources(
     }
     settings.update(embedding)
     return pipeline_resources(
-        db, landing, warehouse={"lock_timeout_s": 120.0},
+        db,
+        landing,
+        warehouse={"lock_timeout_s": 120.0},
         vector_cache={"redis_url": redis_url, "redis_password": redis_password},
-        base_url=base_url, model=model, dimensions=dimensions, **settings,
+        base_url=base_url,
+        model=model,
+        dimensions=dimensions,
+        **settings,
     )
 
 

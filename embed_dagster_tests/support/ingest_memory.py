@@ -25,8 +25,18 @@ def write_jsonl(path: Path, target_bytes: int, seed: int = 0) -> int:
                 fh.write('{"comment_id": "broken", "text": \n')
             else:
                 text = " ".join(rng.choice(words) for _ in range(rng.randint(3, 30)))
-                fh.write(json.dumps({"comment_id": f"c{n}", "created_at": "2025-01-01T10:00:00Z",
-                                     "text": text, "user_id": n, "platform": "ios"}, ensure_ascii=False))
+                fh.write(
+                    json.dumps(
+                        {
+                            "comment_id": f"c{n}",
+                            "created_at": "2025-01-01T10:00:00Z",
+                            "text": text,
+                            "user_id": n,
+                            "platform": "ios",
+                        },
+                        ensure_ascii=False,
+                    )
+                )
                 fh.write("\n")
             n += 1
     return n
@@ -37,8 +47,16 @@ def main() -> None:
 
     res = read_landing_partition(sys.argv[1], sys.argv[2])
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"rows_read": res.stats["rows_read"], "landing_rows": res.stats["landing_rows"],
-                      "valid": res.stats["valid"], "peak_rss_bytes": peak_kib * 1024}))
+    print(
+        json.dumps(
+            {
+                "rows_read": res.stats["rows_read"],
+                "landing_rows": res.stats["landing_rows"],
+                "valid": res.stats["valid"],
+                "peak_rss_bytes": peak_kib * 1024,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

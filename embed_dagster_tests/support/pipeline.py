@@ -63,6 +63,9 @@ def materialize(
     """The whole lineage and its checks for one day, in process."""
     key = day if isinstance(day, str) else day.isoformat()
     return dg.materialize(
-        [*ASSETS, *CHECKS], partition_key=key, resources=resources, instance=instance,
+        [*ASSETS, *CHECKS],
+        partition_key=key,
+        resources=resources,
+        instance=instance,
         raise_on_error=raise_on_error,
     )

@@ -46,7 +46,6 @@ def find_redis_server() -> str:
     )
 
 
-
 def _answers_ping(port: int, timeout: float = 0.2) -> bool:
     """Raw-socket PING so readiness checks need no client library and work under requirepass."""
     try:
@@ -111,12 +110,18 @@ class RedisServer:
     def _command(self) -> list[str]:
         cmd = [
             self.binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--daemonize", "no",
-            "--dir", str(self._dir),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--dir",
+            str(self._dir),
         ]
         if self.password:
             cmd += ["--requirepass", self.password]

@@ -161,9 +161,7 @@ class RedisVectorCache:
 
         scheme = url.split("://", 1)[0].lower() if "://" in url else ""
         if scheme not in _SCHEMES:
-            raise ValueError(
-                f"Redis URL {self.url!r} must start with redis://, rediss:// or unix://"
-            )
+            raise ValueError(f"Redis URL {self.url!r} must start with redis://, rediss:// or unix://")
         try:
             options = parse_url(url)
         except ValueError as exc:

@@ -100,7 +100,8 @@ class TieredCache:
                     store_matrix = store_matrix[ok]
                     self.log.warning(
                         f"durable store holds {int((~ok).sum())} invalid vector(s) (not finite or not unit "
-                        "length) for this day; they count as misses and are embedded again")
+                        "length) for this day; they count as misses and are embedded again"
+                    )
             rows.update((h, ("store", store_matrix, i)) for i, h in enumerate(store_hashes))
             if store_hashes and self.redis is not None and self.redis.available:
                 self.written_back += self.redis.set_many(store_hashes, store_matrix)
@@ -154,8 +155,14 @@ class TieredCache:
             "save_s": round(self.save_s, 4),
         }
         if self.redis is None:
-            out.update(bytes_read=0, bytes_written=0, redis_degraded=False, redis_corrupt=0,
-                       redis_errors=0, redis_url="disabled")
+            out.update(
+                bytes_read=0,
+                bytes_written=0,
+                redis_degraded=False,
+                redis_corrupt=0,
+                redis_errors=0,
+                redis_url="disabled",
+            )
         else:
             stats = self.redis.stats
             out.update(

@@ -169,7 +169,8 @@ class HDBSCANClusterer:
             import fast_hdbscan
 
             model = fast_hdbscan.HDBSCAN(
-                min_cluster_size=self.min_cluster_size, min_samples=ms,
+                min_cluster_size=self.min_cluster_size,
+                min_samples=ms,
                 cluster_selection_method=self.selection_method,
             )
         else:
@@ -178,8 +179,10 @@ class HDBSCANClusterer:
             # "best" picks Boruvka KD-tree at <= 60 dims and single-core Prim's above; say which ran
             self.info_["hdbscan_core"] = "boruvka_kdtree" if x.shape[1] <= 60 else "prims"
             model = hdbscan.HDBSCAN(
-                min_cluster_size=self.min_cluster_size, min_samples=ms,
-                cluster_selection_method=self.selection_method, core_dist_n_jobs=1,
+                min_cluster_size=self.min_cluster_size,
+                min_samples=ms,
+                cluster_selection_method=self.selection_method,
+                core_dist_n_jobs=1,
             )
         self.labels_ = np.asarray(model.fit_predict(x.astype(np.float64)), dtype=np.int64)
         return self
@@ -275,8 +278,10 @@ def build_stages(cfg, min_cluster_size: int) -> Stages:
         "pca": lambda: PCAReducer(cfg.pca_components, cfg.seed),
         "umap": lambda: UMAPReducer(cfg.umap_components, cfg.umap_neighbors, cfg.umap_min_dist, cfg.seed),
         "pca+umap": lambda: ChainedReducer(
-            [PCAReducer(cfg.pca_components, cfg.seed),
-             UMAPReducer(cfg.umap_components, cfg.umap_neighbors, cfg.umap_min_dist, cfg.seed)]
+            [
+                PCAReducer(cfg.pca_components, cfg.seed),
+                UMAPReducer(cfg.umap_components, cfg.umap_neighbors, cfg.umap_min_dist, cfg.seed),
+            ]
         ),
     }
     return Stages(

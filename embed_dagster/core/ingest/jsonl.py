@@ -35,7 +35,7 @@ def _read_json(con: duckdb.DuckDBPyConnection, f: _File) -> None:
     with f.path.open("rb") as fh:
         block = fh.read(READ_BLOCK)
         if block.startswith(BOM):
-            block = block[len(BOM):]
+            block = block[len(BOM) :]
         while block or rest:
             chunk = rest + block
             block = fh.read(READ_BLOCK)
@@ -51,8 +51,7 @@ def _read_json(con: duckdb.DuckDBPyConnection, f: _File) -> None:
             first += chunk.count(b"\n") + 1
             del chunk
             con.execute(
-                "CREATE OR REPLACE TABLE json_src AS "
-                "SELECT n, line, bad_utf8 FROM json_lines WHERE NOT blank"
+                "CREATE OR REPLACE TABLE json_src AS SELECT n, line, bad_utf8 FROM json_lines WHERE NOT blank"
             )
             _insert_json_rows(con, f, "line")
 
@@ -168,4 +167,3 @@ def _insert_json_rows(con: duckdb.DuckDBPyConnection, f: _File, noun: str) -> No
         FROM t""",
         [f.idx],
     )
-

@@ -110,4 +110,3 @@ def _load_parquet(con: duckdb.DuckDBPyConnection, f: _File, alias: dict[str, str
         ],
     )
     return None
-

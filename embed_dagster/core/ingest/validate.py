@@ -21,6 +21,7 @@ _BLANK_TEXT_RE = r"[\s\p{Z}\p{Cc}\p{Cf}]*"
 # Names the fields a row did have, so "text is missing" on {"Body": ...} explains itself.
 _PRESENT = "coalesce(' (fields present: ' || nullif(left(fields, 200), '') || ')', '')"
 
+
 def _check(con: duckdb.DuckDBPyConnection, max_text_chars: int) -> None:
     """Value checks shared by all formats, then the within-day duplicate check on what survived."""
     con.execute(

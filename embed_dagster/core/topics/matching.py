@@ -246,16 +246,17 @@ def process_day(
         raise ValueError(f"the state already holds {day} or a later day: rebuild it from the days before")
     day_total = float(sum(float(c.size) for c in ranked))
     rank_of = {c.cluster_id: r for r, c in enumerate(ranked)}
+    topic_cent = normalize_rows(np.vstack([t.centroid.reshape(1, -1) for t in known])) if known else None
+    # A day with no clusters (every text noise, or an empty day) still advances the state: its
+    # centroid matrix is empty but has the topics' width, so the matching below is a no-op.
+    width = topic_cent.shape[1] if topic_cent is not None else 1
     cent = (
         normalize_rows(np.vstack([np.asarray(c.centroid, np.float32).reshape(1, -1) for c in ranked]))
         if ranked
-        else np.zeros((0, 1), np.float32)
+        else np.zeros((0, width), np.float32)
     )
-    topic_cent = (
-        normalize_rows(np.vstack([t.centroid.reshape(1, -1) for t in known]))
-        if known
-        else np.zeros((0, cent.shape[1]), np.float32)
-    )
+    if topic_cent is None:
+        topic_cent = np.zeros((0, cent.shape[1]), np.float32)
     if ranked and known and cent.shape[1] != topic_cent.shape[1]:
         raise ValueError(
             f"cluster centroids have {cent.shape[1]} dimensions but the topics have {topic_cent.shape[1]}: "

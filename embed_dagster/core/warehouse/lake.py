@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import fcntl
 import importlib.util
 import logging
 import os
@@ -105,6 +106,9 @@ class LakeConfig:
     data_path: str
     extensions: str = "bundled"  # bundled | repository
     commit_timeout_s: float = 300.0
+    # One write transaction at a time for a SQLite catalog (see _catalog_writer_lock). Off only in
+    # tests that exercise the optimistic-conflict retries a PostgreSQL catalog relies on.
+    writer_lock: bool = True
     # Appended to a postgres catalog's connection string; never logged or put in an error message.
     catalog_password: str | None = field(default=None, repr=False)
 
@@ -166,6 +170,50 @@ def _use_wal(catalog_file: Path) -> None:
             con.execute("PRAGMA journal_mode=WAL")
 
 
+@contextmanager
+def _catalog_writer_lock(
+    config: LakeConfig, log: logging.Logger | logging.LoggerAdapter, what: str
+) -> Iterator[None]:
+    """Hold the embedded lake's writer lock: one write transaction at a time per SQLite catalog.
+
+    Why: a SQLite catalog commits one writer at a time anyway, so this costs only the Parquet
+    writing inside a transaction (well under a second for a day). What it buys was measured: with
+    optimistic concurrency, three processes attaching a new catalog at once failed with "database
+    is locked" while DuckLake created its tables, and a conflicting same-day commit under load made
+    the ducklake 1.4.4 extension abort the whole process (SIGABRT in
+    ``DuckLakeTransaction::Rollback``). Behind this lock writers never conflict, so that path is
+    never taken. ``flock`` is released by the kernel when a process dies, so a killed run never
+    blocks the next one. PostgreSQL catalogs (many machines) keep optimistic concurrency and the
+    retries in :meth:`Warehouse._transaction`.
+    """
+    if config.kind != "sqlite" or not config.writer_lock:
+        yield
+        return
+    catalog_file = Path(config.catalog.split(":", 1)[1])
+    catalog_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(catalog_file.with_name(catalog_file.name + ".writer.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        started, told = time.monotonic(), False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                waited = time.monotonic() - started
+                if waited >= config.commit_timeout_s:
+                    raise WarehouseError(
+                        f"{what}: another process held the lake's writer lock for {waited:.0f}s "
+                        f"(limit commit_timeout_s={config.commit_timeout_s:g}s)"
+                    ) from None
+                if not told and waited >= 5.0:
+                    told = True
+                    log.info(f"{what}: waiting for another process's commit to the lake")
+                time.sleep(0.01 + 0.04 * random.random())
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
 def _is_retryable(exc: Exception) -> bool:
     message = str(exc).lower()
     return any(marker in message for marker in _RETRYABLE)
@@ -206,8 +254,11 @@ class Warehouse:
     # -- construction ---------------------------------------------------------------------------
 
     @classmethod
-    def embedded(cls, root: str | os.PathLike, *, commit_timeout_s: float = 300.0, **kwargs) -> Warehouse:
-        return cls(LakeConfig.embedded(root, commit_timeout_s=commit_timeout_s), **kwargs)
+    def embedded(
+        cls, root: str | os.PathLike, *, commit_timeout_s: float = 300.0, writer_lock: bool = True, **kwargs
+    ) -> Warehouse:
+        config = LakeConfig.embedded(root, commit_timeout_s=commit_timeout_s, writer_lock=writer_lock)
+        return cls(config, **kwargs)
 
     @classmethod
     def shared(cls, config: LakeConfig, *, read_only: bool = False) -> Warehouse:
@@ -233,7 +284,16 @@ class Warehouse:
         }
         if cfg.extensions == "bundled":
             settings["extension_directory"] = str(bundled_extension_directory())
-        con = duckdb.connect(config=settings)
+        lock = (
+            contextlib.nullcontext()
+            if self.read_only
+            else _catalog_writer_lock(cfg, self.log, "opening the lake")  # ATTACH may create the catalog
+        )
+        with lock:
+            return self._attach(duckdb.connect(config=settings))
+
+    def _attach(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+        cfg = self.config
         try:
             needed = ["ducklake", {"sqlite": "sqlite", "postgres": "postgres"}.get(cfg.kind)]
             for ext in filter(None, needed):
@@ -389,46 +449,61 @@ class Warehouse:
         started = time.monotonic()
         delay = 0.05
         attempt = 0
+        root = self._root()  # before the writer lock: opening takes that lock itself
         while True:
             attempt += 1
-            cur = self._root().cursor()
+            with _catalog_writer_lock(self.config, self.log, what):
+                outcome = self._attempt(root, body, message)
+            if not isinstance(outcome, duckdb.Error):
+                return outcome
+            exc = outcome
+            waited = time.monotonic() - started
+            text = scrub(str(exc), self.config).splitlines()[0][:300]
+            if not _is_retryable(exc):
+                raise exc
+            if waited >= limit:
+                raise WarehouseError(
+                    f"{what}: gave up after {attempt} attempts in {waited:.1f}s (limit "
+                    f"commit_timeout_s={limit:g}s); last conflict: {text}. Another run is probably "
+                    "writing the same partition; it will finish, then re-run this one."
+                ) from None
+            pause = min(delay * (0.5 + random.random()), max(0.0, limit - waited))
+            self.commit_retries += 1
+            self.log.warning(
+                f"{what}: commit conflict ({text}); retrying in {pause:.2f}s "
+                f"(attempt {attempt}, waited {waited:.1f}s of {limit:g}s)"
+            )
+            time.sleep(pause)
+            delay = min(delay * 2, 5.0)
+
+    def _attempt(
+        self,
+        root: duckdb.DuckDBPyConnection,
+        body: Callable[[duckdb.DuckDBPyConnection], object],
+        message: str | None,
+    ) -> tuple[object, int | None] | duckdb.Error:
+        """One try of a write transaction: its result and snapshot, or the DuckDB error it hit."""
+        cur = root.cursor()
+        try:
+            cur.execute(f"USE {LAKE}")
+            cur.execute("BEGIN TRANSACTION")
             try:
-                cur.execute(f"USE {LAKE}")
-                cur.execute("BEGIN TRANSACTION")
+                if message:
+                    cur.execute(f"CALL {LAKE}.set_commit_message(?, ?)", ["embed-dagster", message[:500]])
+                result = body(cur)
+                cur.execute("COMMIT")
+            except BaseException:
                 try:
-                    if message:
-                        cur.execute(f"CALL {LAKE}.set_commit_message(?, ?)", ["embed-dagster", message[:500]])
-                    result = body(cur)
-                    cur.execute("COMMIT")
-                except BaseException:
-                    try:
-                        cur.execute("ROLLBACK")
-                    except duckdb.Error:
-                        pass  # the failed COMMIT already ended the transaction
-                    raise
-                snapshot = cur.execute(f"FROM {LAKE}.last_committed_snapshot()").fetchone()
-                return result, (snapshot[0] if snapshot else None)
-            except duckdb.Error as exc:
-                waited = time.monotonic() - started
-                text = scrub(str(exc), self.config).splitlines()[0][:300]
-                if not _is_retryable(exc):
-                    raise
-                if waited >= limit:
-                    raise WarehouseError(
-                        f"{what}: gave up after {attempt} attempts in {waited:.1f}s (limit "
-                        f"commit_timeout_s={limit:g}s); last conflict: {text}. Another run is probably "
-                        "writing the same partition; it will finish, then re-run this one."
-                    ) from None
-                pause = min(delay * (0.5 + random.random()), max(0.0, limit - waited))
-                self.commit_retries += 1
-                self.log.warning(
-                    f"{what}: commit conflict ({text}); retrying in {pause:.2f}s "
-                    f"(attempt {attempt}, waited {waited:.1f}s of {limit:g}s)"
-                )
-                time.sleep(pause)
-                delay = min(delay * 2, 5.0)
-            finally:
-                cur.close()
+                    cur.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass  # the failed COMMIT already ended the transaction
+                raise
+            snapshot = cur.execute(f"FROM {LAKE}.last_committed_snapshot()").fetchone()
+            return result, (snapshot[0] if snapshot else None)
+        except duckdb.Error as exc:
+            return exc
+        finally:
+            cur.close()
 
     # -- writes ---------------------------------------------------------------------------------
 

@@ -1,6 +1,5 @@
 """Vectors → clusters (+ cluster_summaries): the day's groups of similar comments."""
 
-
 import dagster as dg
 import numpy as np
 import pyarrow as pa

@@ -202,4 +202,3 @@ def fresh_embeddings(
             **{f"cache/{k}": v for k, v in cache.metadata().items()},
         }
     )
-

@@ -1,6 +1,5 @@
 """Landing files → raw_comments → deduplicated_texts: what arrived, and what is distinct."""
 
-
 import dagster as dg
 import pyarrow as pa
 

@@ -88,8 +88,14 @@ def test_near_identical_texts_form_one_cluster(n):
 
 
 def test_two_tight_groups_are_not_mistaken_for_one():
-    x = normalize_rows(np.vstack([np.tile(np.eye(16, dtype=np.float32)[0], (30, 1)),
-                                  np.tile(np.eye(16, dtype=np.float32)[1], (30, 1))]))
+    x = normalize_rows(
+        np.vstack(
+            [
+                np.tile(np.eye(16, dtype=np.float32)[0], (30, 1)),
+                np.tile(np.eye(16, dtype=np.float32)[1], (30, 1)),
+            ]
+        )
+    )
     res = cluster_vectors(x, ClusterConfig(min_cluster_size=5))
     assert res.n_clusters == 2
 

@@ -35,9 +35,19 @@ def srv():
 def config(urls, **overrides) -> ClientConfig:
     """Short timeouts and backoffs so every failure path runs in milliseconds."""
     urls = urls if isinstance(urls, list) else [urls]
-    base = dict(base_urls=urls, model="fault-model", dimensions=DIM, api_key=SECRET, batch_size=4,
-                max_concurrency=2, timeout_s=2.0, max_retries=3, backoff_base_s=0.001, backoff_max_s=0.01,
-                deadline_s=30.0)
+    base = dict(
+        base_urls=urls,
+        model="fault-model",
+        dimensions=DIM,
+        api_key=SECRET,
+        batch_size=4,
+        max_concurrency=2,
+        timeout_s=2.0,
+        max_retries=3,
+        backoff_base_s=0.001,
+        backoff_max_s=0.01,
+        deadline_s=30.0,
+    )
     base.update(overrides)
     return ClientConfig(**base)
 
@@ -307,8 +317,15 @@ def test_falls_back_to_floats_once_when_base64_is_rejected(srv, caplog):
     assert_correct(vectors, pairs)
     sent = [(r.inputs[0], r.body["encoding_format"]) for r in srv.embedding_requests]
     # the first batch fails, a one-word canary finds base64 is the problem, floats from then on
-    assert sent == [("text 0", "base64"), ("hello", "base64"), ("hello", "float"), ("text 0", "float"),
-                    ("text 4", "float"), ("text 8", "float"), ("text 12", "float")]
+    assert sent == [
+        ("text 0", "base64"),
+        ("hello", "base64"),
+        ("hello", "float"),
+        ("text 0", "float"),
+        ("text 4", "float"),
+        ("text 8", "float"),
+        ("text 12", "float"),
+    ]
     assert caplog.text.count("rejected encoding_format=base64") == 1
     assert client.stats.as_metadata()["wire_format"] == "float"
 
@@ -351,12 +368,18 @@ def test_poison_inputs_are_isolated_by_bisection(srv, caplog):
 def test_a_server_that_rejects_every_request_is_a_configuration_error(srv):
     srv.fail_next(Fault.http(400, "Requested dimensions 64 exceeds the model's hidden size 32"), times=50)
     client = EmbeddingClient(config(srv.base_url, batch_size=8, max_concurrency=1))
-    with pytest.raises(EmbeddingServerError, match="rejects even a one-word request .HTTP 400: Requested "
-                       "dimensions 64 exceeds.*check model 'fault-model', dimensions=64"):
+    with pytest.raises(
+        EmbeddingServerError,
+        match="rejects even a one-word request .HTTP 400: Requested "
+        "dimensions 64 exceeds.*check model 'fault-model', dimensions=64",
+    ):
         list(client.embed_stream(iter(items(40))))
     # the batch, then a canary as base64 and as floats: not 2 x 40 requests of bisection
     assert [(r.inputs, r.body["encoding_format"]) for r in srv.embedding_requests] == [
-        ([f"text {i}" for i in range(8)], "base64"), (["hello"], "base64"), (["hello"], "float")]
+        ([f"text {i}" for i in range(8)], "base64"),
+        (["hello"], "base64"),
+        (["hello"], "float"),
+    ]
 
 
 def test_many_poison_texts_in_one_batch_are_not_mistaken_for_misconfiguration(srv):

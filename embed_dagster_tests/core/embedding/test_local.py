@@ -58,8 +58,9 @@ def test_long_texts_are_cut_to_max_chars_and_flagged():
 def test_instruction_is_prefixed_after_the_cut():
     instruction = "Given a user comment, identify its topic"
     text = "退款什么时候到账？" * 10
-    vectors, truncated, _, _ = embed(LocalEmbedder(LocalConfig(instruction=instruction, max_chars=20)),
-                                     [("a", text)])
+    vectors, truncated, _, _ = embed(
+        LocalEmbedder(LocalConfig(instruction=instruction, max_chars=20)), [("a", text)]
+    )
     expected = encode_raw([f"Instruct: {instruction}\nQuery:{text[:20]}"])[0]
     np.testing.assert_allclose(vectors["a"], expected, atol=1e-5)
     assert truncated == {"a": True}
@@ -120,11 +121,17 @@ def test_same_vectors_flags_and_rejections_as_the_http_path_against_the_bundled_
     """The cache key does not say which path embedded a text, so both must give the same vectors."""
     texts = [*TEXTS, "", "   ", "很长的评论。" * 100, *(f"{TEXTS[i % len(TEXTS)]} #{i}" for i in range(40))]
     pairs = [(f"k{i}", t) for i, t in enumerate(texts)]
-    shared = dict(model=MODEL_NAME, dimensions=256, batch_size=8, max_chars=300,
-                  instruction="Given a user comment, identify its topic")
+    shared = dict(
+        model=MODEL_NAME,
+        dimensions=256,
+        batch_size=8,
+        max_chars=300,
+        instruction="Given a user comment, identify its topic",
+    )
     log = logging.getLogger("test.parity")
-    with EmbeddingClient(ClientConfig(base_urls=[local_server.base_url], max_concurrency=3, **shared),
-                         log=log) as client:
+    with EmbeddingClient(
+        ClientConfig(base_urls=[local_server.base_url], max_concurrency=3, **shared), log=log
+    ) as client:
         http = embed(client, pairs)
     with LocalEmbedder(LocalConfig(**shared), log=log) as embedder:
         here = embed(embedder, pairs)

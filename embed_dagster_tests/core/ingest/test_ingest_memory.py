@@ -30,7 +30,10 @@ def test_d7_ingest_peak_memory_is_bounded_by_file_size(tmp_path, fault_figures):
     size = path.stat().st_size
     out = subprocess.run(
         [sys.executable, "-m", "embed_dagster_tests.support.ingest_memory", str(tmp_path), "2025-01-01"],
-        capture_output=True, text=True, timeout=1200, check=True,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=True,
     )
     got = json.loads(out.stdout.strip().splitlines()[-1])
     peak = got["peak_rss_bytes"]

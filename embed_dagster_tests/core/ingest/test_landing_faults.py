@@ -27,10 +27,13 @@ def test_d2_glob_characters_in_names_never_read_neighbours(tmp_path, fault_figur
     (d / "a.csv").write_text(header + "".join(f"a{i},2025-01-01,text a{i}\n" for i in range(4)))
     (d / "b.csv").write_text(header + "".join(f"b{i},2025-01-01,text b{i}\n" for i in range(4)))
     (d / "*.csv").write_text(header + "".join(f"s{i},2025-01-01,text s{i}\n" for i in range(2)))
-    pq.write_table(pa.table({"comment_id": ["q1", "q2"], "created_at": ["2025-01-01"] * 2,
-                             "text": ["x", "y"]}), d / "?.parquet")
-    pq.write_table(pa.table({"comment_id": ["p1"], "created_at": ["2025-01-01"], "text": ["z"]}),
-                   d / "p.parquet")
+    pq.write_table(
+        pa.table({"comment_id": ["q1", "q2"], "created_at": ["2025-01-01"] * 2, "text": ["x", "y"]}),
+        d / "?.parquet",
+    )
+    pq.write_table(
+        pa.table({"comment_id": ["p1"], "created_at": ["2025-01-01"], "text": ["z"]}), d / "p.parquet"
+    )
     (d / "[ab].jsonl").write_text(json.dumps(row("j1")) + "\n")
     fault_figures.add("faults_injected", 3)
     res = read(tmp_path)  # also asserts that the independent file counts equal rows_read
@@ -50,8 +53,10 @@ def test_d3_sub_folders_are_read_and_the_sensor_sees_them(tmp_path, fault_figure
     spark.mkdir()
     (spark / "_SUCCESS").write_text("")
     (spark / ".part-0.parquet.crc").write_bytes(b"crc")
-    pq.write_table(pa.table({"comment_id": ["s1", "s2"], "created_at": ["2025-01-01"] * 2,
-                             "text": ["one", "two"]}), spark / "part-00000.snappy.parquet")
+    pq.write_table(
+        pa.table({"comment_id": ["s1", "s2"], "created_at": ["2025-01-01"] * 2, "text": ["one", "two"]}),
+        spark / "part-00000.snappy.parquet",
+    )
     deeper = d / "x" / "y"
     deeper.mkdir(parents=True)
     write_jsonl(deeper / "c.jsonl", row("deep"))
@@ -110,9 +115,12 @@ def test_d9_bom_keeps_the_first_jsonl_row_and_utf16_is_named(tmp_path, fault_fig
 
 def test_json_keys_match_case_insensitively_like_csv(tmp_path):
     d = day_dir(tmp_path)
-    write_jsonl(d / "a.jsonl", {"Comment_ID": "c1", "Created_At": "2025-01-01", "Text": "hi", "x": 1},
-                {"comment_id": "c2", "created_at": "2025-01-01", "text": "a", "TEXT": "b"},
-                {"comment_id": "c3", "created_at": "2025-01-01", "body": "no text"})
+    write_jsonl(
+        d / "a.jsonl",
+        {"Comment_ID": "c1", "Created_At": "2025-01-01", "Text": "hi", "x": 1},
+        {"comment_id": "c2", "created_at": "2025-01-01", "text": "a", "TEXT": "b"},
+        {"comment_id": "c3", "created_at": "2025-01-01", "body": "no text"},
+    )
     (d / "b.csv").write_text("Comment_ID,Created_At,Text\nc4,2025-01-01,hi\n")
     res = read(tmp_path)
     valid = {r["comment_id"]: r for r in res.valid.to_pylist()}

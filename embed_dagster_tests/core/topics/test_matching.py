@@ -187,6 +187,18 @@ def test_errors():
     assert empty.clusters == [] and empty.topics == [] and empty_state.day_totals == ((DAY1, 0.0),)
 
 
+def test_a_day_without_clusters_after_known_topics_keeps_every_topic():
+    """A day whose texts were all noise (or that had none) follows days with topics: no matching,
+    no new topic, the known topics carried unchanged, and the next day still continues them."""
+    state, _ = first_day()
+    after, result = process_day(state, [], day(1), P)
+    assert result.clusters == []
+    assert [t.topic_id for t in after.topics] == [t.topic_id for t in state.topics]
+    assert after.day_totals[-1] == (day(1), 0.0)
+    _, next_day = process_day(after, [summary(0, state.topics[0].centroid, 80)], day(2), P)
+    assert [(c.topic_id, c.status) for c in next_day.clusters] == [(state.topics[0].topic_id, "continued")]
+
+
 def test_state_rebuilt_from_table_rows_equals_the_in_memory_chain():
     """What the asset does (rows of earlier days → state) gives the same result as chaining states."""
     from embed_dagster.core.topics.matching import rows_for_day, state_from_rows

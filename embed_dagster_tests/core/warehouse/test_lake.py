@@ -162,7 +162,7 @@ def test_register_model_key_is_idempotent(wh):
 def _interfering_rows(tmp_path, times):
     """Rows for replace_partition that, while the transaction is open, let another process-like
     writer (a second DuckDB instance on the same lake) commit the same day first, ``times`` times."""
-    other = Warehouse.embedded(tmp_path / "lake", commit_timeout_s=30)
+    other = Warehouse.embedded(tmp_path / "lake", commit_timeout_s=30, writer_lock=False)
     calls = {"n": 0}
 
     def rows(tx):
@@ -176,7 +176,8 @@ def _interfering_rows(tmp_path, times):
 
 
 def test_commit_conflict_is_retried_and_the_day_ends_with_one_copy(tmp_path, caplog):
-    wh = Warehouse.embedded(tmp_path / "lake", commit_timeout_s=30)
+    # The retries a PostgreSQL catalog relies on; the SQLite catalog's writer lock is off to provoke them.
+    wh = Warehouse.embedded(tmp_path / "lake", commit_timeout_s=30, writer_lock=False)
     wh.replace_partition(D1, {"deduplicated_texts": _texts(2)})
     other, calls, rows = _interfering_rows(tmp_path, times=1)
     with caplog.at_level(logging.WARNING):
@@ -189,13 +190,33 @@ def test_commit_conflict_is_retried_and_the_day_ends_with_one_copy(tmp_path, cap
 
 
 def test_commit_conflict_wait_is_bounded_by_the_configured_limit(tmp_path):
-    wh = Warehouse.embedded(tmp_path / "lake", commit_timeout_s=0.5)
+    wh = Warehouse.embedded(tmp_path / "lake", commit_timeout_s=0.5, writer_lock=False)
     wh.replace_partition(D1, {"deduplicated_texts": _texts(2)})
     other, calls, rows = _interfering_rows(tmp_path, times=10_000)
     with pytest.raises(WarehouseError, match=r"gave up after \d+ attempts .*commit_timeout_s=0.5s"):
         wh.replace_partition(D1, {"deduplicated_texts": rows})
     assert calls["n"] >= 1
     assert wh.count_rows("deduplicated_texts", D1) == 7  # the other writer's copy, once
+    other.close()
+    wh.close()
+
+
+def test_writer_lock_makes_a_second_writer_wait_for_the_first_commit(tmp_path, caplog):
+    """With the embedded catalog's writer lock (the default), the same interleaving that conflicts
+    above cannot happen: the second writer waits for the open transaction and commits after it."""
+    wh = Warehouse.embedded(tmp_path / "lake", commit_timeout_s=30)
+    wh.replace_partition(D1, {"deduplicated_texts": _texts(2)})
+    other = Warehouse.embedded(tmp_path / "lake", commit_timeout_s=0.3)
+
+    def rows(tx):
+        with pytest.raises(WarehouseError, match="writer lock"):
+            other.replace_partition(D1, {"deduplicated_texts": _texts(7, prefix="other")})
+        return _texts(3)
+
+    wh.replace_partition(D1, {"deduplicated_texts": rows})
+    assert wh.commit_retries == 0 and wh.partition_hashes(D1) == ["h0", "h1", "h2"]
+    other.replace_partition(D1, {"deduplicated_texts": _texts(7, prefix="other")})  # lock free again
+    assert wh.count_rows("deduplicated_texts", D1) == 7
     other.close()
     wh.close()
 

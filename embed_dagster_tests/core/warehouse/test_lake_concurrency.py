@@ -65,12 +65,6 @@ def _assert_ledger(wh: Warehouse, days: list[date], rows: int = ROWS) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="OPEN DEFECT (stop 17): under full-suite load one writer process aborted (SIGABRT) inside "
-    "the ducklake extension's DuckLakeTransaction::Rollback after a commit conflict; passes alone. "
-    "Tracked in the closing note; not a pass.",
-)
 def test_four_writers_same_and_different_days_while_a_reader_polls_the_cli(tmp_path):
     config = LakeConfig.embedded(tmp_path / "lake", commit_timeout_s=300)
     Warehouse(config).ensure_schema()
