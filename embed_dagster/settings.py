@@ -1,6 +1,6 @@
 """Every environment variable the project reads, read once, with one default each.
 
-The resources, the partitions, the schedule, the sensor and the demo all take their values from
+The resources, the partitions, the sensor and the demo all take their values from
 :func:`load_settings`, so a default lives in exactly one place and a bad value fails at load time
 with the variable's name. Secrets (``SGLANG_API_KEY``, ``REDIS_URL``, ``REDIS_PASSWORD``) are only
 *noted* here as set or not: the resources bind them with ``dagster.EnvVar`` so Dagster never stores
@@ -11,11 +11,10 @@ No Dagster import: the core and the dev tools can read the settings too.
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -78,12 +77,13 @@ class Settings(BaseSettings):
     timezone: str = Field(
         "UTC",
         validation_alias=_env("EMBED_DAGSTER_TIMEZONE"),
-        description="When a day ends and the schedule fires",
+        description="When a day ends (its partition exists from then on)",
     )
-    schedule_time: str = Field(
-        "02:00",
-        validation_alias=_env("EMBED_DAGSTER_SCHEDULE_TIME"),
-        description="HH:MM the daily schedule runs (for the previous day)",
+    landing_quiet_s: float = Field(
+        60.0,
+        ge=0,
+        validation_alias=_env("EMBED_DAGSTER_LANDING_QUIET_S"),
+        description="A day folder is taken once no file in it changed for this many seconds",
     )
     # Embeddings
     sglang_base_url: str | None = Field(
@@ -101,18 +101,6 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = Field(None, validation_alias=_env("REDIS_URL"))
     redis_password: SecretStr | None = Field(None, validation_alias=_env("REDIS_PASSWORD"))
     redis_ttl_s: int = Field(30 * 24 * 3600, ge=0, validation_alias=_env("EMBED_DAGSTER_REDIS_TTL_S"))
-
-    @field_validator("schedule_time")
-    @classmethod
-    def _hh_mm(cls, value: str) -> str:
-        if not re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value):
-            raise ValueError(f"EMBED_DAGSTER_SCHEDULE_TIME={value!r} is not HH:MM")
-        return value
-
-    @property
-    def schedule_hour_minute(self) -> tuple[int, int]:
-        hour, minute = self.schedule_time.split(":")
-        return int(hour), int(minute)
 
 
 def load_settings() -> Settings:

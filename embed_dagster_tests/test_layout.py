@@ -71,6 +71,33 @@ def test_definitions_load_and_validate():
     assert {"warehouse", "landing", "embedding", "vector_cache", "clustering"} <= set(defs.resources)
 
 
+def test_every_warehouse_table_and_view_is_in_the_lineage_with_its_producers():
+    """Issue 14: the graph shows where each table's rows come from, with its column schema."""
+    import dagster as dg
+
+    from embed_dagster.core.warehouse.schema import TABLES, VIEWS
+    from embed_dagster.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    missing = (set(TABLES) - {"model_keys"} | set(VIEWS)) - keys
+    assert not missing, f"tables without an asset in the lineage: {sorted(missing)}"
+
+    def parents(name: str) -> set[str]:
+        return {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys}
+
+    assert parents("quarantine") == {"raw_comments", "deduplicated_texts", "fresh_embeddings"}
+    assert parents("comment_texts") == {"deduplicated_texts"}
+    assert parents("cluster_summaries") == {"clusters"}
+    assert parents("raw_comments") == {"landing_comments"}
+    assert graph.get(dg.AssetKey("landing_comments")).is_observable
+    for name in ("quarantine", "comment_texts", "cluster_summaries", "embedding_store"):
+        node = graph.get(dg.AssetKey(name))
+        schema = node.metadata["dagster/column_schema"]
+        assert [c.name for c in schema.columns] == [c.name for c in TABLES[name].columns]
+        assert node.description
+
+
 @pytest.mark.integration
 def test_dg_check_defs():
     """`dg check defs`, as CI runs it, from the project root declared in pyproject's [tool.dg]."""

@@ -1,42 +1,42 @@
-"""The partitioned job, its daily schedule, and the landing-folder sensor."""
+"""The partitioned job and the landing sensor: a day runs when its files are new or changed.
+
+There is no daily schedule any more: it ran the previous day at a fixed time, and the sensor ran
+the same day again when its folder appeared. The sensor alone decides now, keyed on each day's
+landing fingerprint (see ``defs/landing.py``):
+
+* a day runs when its fingerprint differs from the one its last ``raw_comments`` run recorded
+  (new day, late file, rewritten file); an unchanged day never runs again, also when the sensor is
+  first switched on with an empty cursor;
+* the run key is ``landing-<day>-<fingerprint>``, so a given version of a day runs once;
+* a day whose newest file changed less than ``EMBED_DAGSTER_LANDING_QUIET_S`` seconds ago is left
+  for a later tick (an upload still growing), and upload names (*.tmp, *.part, ...) are not read;
+* the daily cutoff is the partitions' own: a day exists as a partition once it has ended in
+  ``EMBED_DAGSTER_TIMEZONE``;
+* runs carry the tag ``embed_dagster/landing_sequence``, limited to one at a time in dagster.yaml,
+  and are requested in date order, so ``topics`` (which continues the previous day's topics)
+  sees days in order, as a backfill from the asset graph does.
+"""
 
 import json
-from pathlib import Path
 
 import dagster as dg
 
-from embed_dagster.core.ingest import scan_landing
-from embed_dagster.lib.partitions import daily_partitions, timezone
+from embed_dagster.core.ingest import fingerprint_day, scan_landing
+from embed_dagster.defs.landing import LANDING_ASSET, valid_days
+from embed_dagster.defs.resources import LandingResource
+from embed_dagster.lib.partitions import daily_partitions
 from embed_dagster.settings import load_settings
 
 embed_comments_job = dg.define_asset_job(
     "embed_comments_job",
-    selection=dg.AssetSelection.groups("comment_topics"),
+    # The landing folder is observed (by the sensor), not materialized: it is not part of a run.
+    selection=dg.AssetSelection.groups("comment_topics") - dg.AssetSelection.assets(LANDING_ASSET),
     partitions_def=daily_partitions,
     description="Materialize the whole lineage, with its checks, for one day.",
 )
 
 
-_hour, _minute = load_settings().schedule_hour_minute
-daily_schedule = dg.build_schedule_from_partitioned_job(
-    embed_comments_job,
-    name="daily_embed_comments",
-    hour_of_day=_hour,
-    minute_of_hour=_minute,
-    description=f"Every day at {_hour:02d}:{_minute:02d} {timezone()}, materialize the previous day's "
-    "partition. Stopped by default, as Dagster schedules are: turn it on in the UI or with "
-    "`dagster schedule start daily_embed_comments`.",
-)
-
 MALFORMED_TAG = "embed_dagster/malformed_landing_folders"
-
-
-def landing_dates(root: Path) -> list[str]:
-    """Date folders holding anything the reader would turn into rows or quarantine rows.
-
-    The same listing as the reader (``core.ingest.scan_landing``): files in sub-folders count.
-    """
-    return scan_landing(root)[0]
 
 
 def _malformed_text(names: list[str], limit: int = 20) -> str:
@@ -44,16 +44,49 @@ def _malformed_text(names: list[str], limit: int = 20) -> str:
     return f"{len(names)} entr{'y' if len(names) == 1 else 'ies'} under comments/ that no run reads: {shown}"
 
 
+SEQUENCE_TAG = "embed_dagster/landing_sequence"
+FINGERPRINT_TAG = "embed_dagster/landing_fingerprint"
+RAW = dg.AssetKey("raw_comments")
+
+
+def processed_fingerprints(instance: dg.DagsterInstance, days: list[str]) -> dict[str, str]:
+    """Day → the landing fingerprint its latest ``raw_comments`` materialization read."""
+    out: dict[str, str] = {}
+    for start in range(0, len(days), 200):
+        chunk = days[start : start + 200]
+        cursor = None
+        while True:
+            page = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=RAW, asset_partitions=chunk), limit=500, cursor=cursor
+            )
+            for record in page.records:  # newest first: keep the first seen per day
+                event = record.asset_materialization
+                if event is None or event.partition in out:
+                    continue
+                value = event.metadata.get("landing_fingerprint")
+                out[event.partition] = value.value if value is not None else ""
+            if not page.has_more or len(out) == len(chunk):
+                break
+            cursor = page.cursor
+    return out
+
+
 @dg.sensor(
     job=embed_comments_job,
     minimum_interval_seconds=60,
-    description="Requests a day's run when a new landing folder date=YYYY-MM-DD appears. The cursor "
-    "remembers requested days, so no partition is requested twice.",
+    description="Runs a day when its landing files are new or changed since its last run (a late file, "
+    "a rewrite), never a day whose files are unchanged. Keyed on the day's landing fingerprint, so each "
+    "version of a day runs once; days run one at a time in date order.",
 )
-def landing_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    root = load_settings().landing
-    requested = set(json.loads(context.cursor)) if context.cursor else set()
-    valid = set(daily_partitions.get_partition_keys(dynamic_partitions_store=None))
+def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingResource) -> dg.SensorResult:
+    root = landing.path()
+    quiet_s = load_settings().landing_quiet_s
+    try:
+        seen = json.loads(context.cursor) if context.cursor else {}
+    except ValueError:
+        seen = {}
+    observed: dict[str, str] = seen.get("observed", {}) if isinstance(seen, dict) else {}
+    valid = valid_days()
     days, malformed = scan_landing(root)
     outside = sorted(d for d in days if d not in valid)
     # Folders that are not date=YYYY-MM-DD with a real date (date=2025-02-30, date=2025-1-5,
@@ -62,12 +95,38 @@ def landing_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     note = _malformed_text(problems) if problems else ""
     if note:
         context.log.warning(f"landing sensor: {note}; rename them to date=YYYY-MM-DD")
-    new = [d for d in days if d not in requested and d in valid]
-    if not new:
-        reason = f"no new landing folders under {root / 'comments'}"
-        return dg.SensorResult(skip_reason=f"{reason}; {note}" if note else reason)
-    tags = {MALFORMED_TAG: note[:1000]} if note else {}
-    return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=f"landing-{d}", partition_key=d, tags=tags) for d in new],
-        cursor=json.dumps(sorted(requested | set(new))),
-    )
+    prints = {d: fingerprint_day(root, d) for d in days if d in valid}
+    settling = sorted(d for d, fp in prints.items() if not fp.settled(quiet_s))
+    ready = {d: fp for d, fp in prints.items() if d not in settling}
+    events = [
+        dg.AssetObservation(
+            asset_key=LANDING_ASSET,
+            partition=d,
+            tags={"dagster/data_version": fp.version},
+            metadata={"files": fp.files, "bytes": fp.bytes},
+        )
+        for d, fp in sorted(ready.items())
+        if observed.get(d) != fp.version
+    ]
+    changed = [e.partition for e in events]
+    done = processed_fingerprints(context.instance, changed) if changed else {}
+    todo = [d for d in changed if done.get(d) != ready[d].version]
+    tags = {SEQUENCE_TAG: "landing"} | ({MALFORMED_TAG: note[:1000]} if note else {})
+    requests = [
+        dg.RunRequest(
+            run_key=f"landing-{d}-{ready[d].version[:16]}",
+            partition_key=d,
+            tags=tags | {FINGERPRINT_TAG: ready[d].version},
+        )
+        for d in todo  # date order: the queue runs them one at a time, oldest first
+    ]
+    observed.update({d: fp.version for d, fp in ready.items()})
+    cursor = json.dumps({"observed": dict(sorted(observed.items()))})
+    if not requests:
+        reason = f"no new or changed landing days under {root / 'comments'}"
+        if settling:
+            reason += f"; still being written (waiting {quiet_s:g}s of quiet): {', '.join(settling[:10])}"
+        if note:
+            reason += f"; {note}"
+        return dg.SensorResult(skip_reason=reason, asset_events=events, cursor=cursor)
+    return dg.SensorResult(run_requests=requests, asset_events=events, cursor=cursor)

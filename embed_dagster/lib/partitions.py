@@ -1,7 +1,7 @@
 """One daily partitions definition for the whole lineage.
 
 The start date (EMBED_DAGSTER_START_DATE) lets teams backfill their history; the timezone
-(EMBED_DAGSTER_TIMEZONE) decides when a day is complete and when the schedule fires. Both come from
+(EMBED_DAGSTER_TIMEZONE) decides when a day is complete (its partition exists from then on). Both come from
 the one Settings object, read when the code location loads.
 """
 

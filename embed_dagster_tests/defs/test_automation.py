@@ -1,176 +1,275 @@
-"""The daily schedule and the landing sensor, evaluated the way the daemon evaluates them.
+"""The landing sensor and the versions that make "incremental" mean something, on a real instance.
 
-The schedule's time of day and timezone are read from the environment when the code location is
-imported, so each setting is evaluated in a fresh interpreter with those variables set.
+The instance is a real one on disk (``dg.instance_for_test``: SQLite event log in a temp folder);
+the days are materialized through it with the in-process encoder, and the sensor is evaluated the
+way the daemon evaluates it, reading that instance's materializations.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
+import time
 from datetime import date
 
 import dagster as dg
 import pytest
 
-from embed_dagster.defs.automation import landing_sensor
+from embed_dagster.defs.automation import FINGERPRINT_TAG, SEQUENCE_TAG, landing_sensor
+from embed_dagster.defs.landing import LANDING_ASSET, landing_comments
+from embed_dagster.defs.resources import LandingResource
+from embed_dagster.defs.versions import code_versions
 from embed_dagster.dev.sample_data import generate_landing
-from embed_dagster_tests.support.dagster_procs import REPO, dagster_bin
+from embed_dagster.settings import Settings
+from embed_dagster_tests.support.defs import ASSETS
+from embed_dagster_tests.support.lake import query_arrow
+from embed_dagster_tests.support.pipeline import materialize, pipeline_resources
 
-_EVALUATE = """
-import datetime as dt, json, sys
-from zoneinfo import ZoneInfo
-import dagster as dg
-
-from embed_dagster.defs.automation import daily_schedule as s
-out = {"cron": s.cron_schedule, "timezone": s.execution_timezone, "job": s.job_name,
-       "default_status": s.default_status.value, "ticks": {}}
-for tick in json.loads(sys.argv[1]):
-    when = dt.datetime.fromisoformat(tick)
-    data = s.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=when))
-    out["ticks"][tick] = [r.partition_key for r in data.run_requests]
-print("RESULT " + json.dumps(out))
-"""
+D1, D2, D3 = date(2025, 1, 1), date(2025, 1, 2), date(2025, 1, 3)
 
 
-def _evaluate_schedule(env_overrides: dict[str, str], ticks: list[str]) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBED_DAGSTER_")}
-    env.update(env_overrides)
-    proc = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", _EVALUATE, json.dumps(ticks)],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    if proc.returncode != 0:
-        return {"error": proc.stderr[-3000:]}
-    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
-    return json.loads(line.removeprefix("RESULT "))
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
 
 
-@pytest.mark.integration
-def test_default_schedule_runs_yesterday_at_two_utc():
-    out = _evaluate_schedule({}, ["2025-03-10T02:00:00+00:00", "2025-01-02T02:00:00+00:00"])
-    assert out["cron"] == "0 2 * * *"
-    assert out["timezone"] == "UTC"
-    assert out["job"] == "embed_comments_job"
-    assert out["default_status"] == "STOPPED"  # turned on deliberately (UI or CLI), never by deploying
-    assert out["ticks"] == {
-        "2025-03-10T02:00:00+00:00": ["2025-03-09"],
-        "2025-01-02T02:00:00+00:00": ["2025-01-01"],
-    }
+@pytest.fixture(autouse=True)
+def no_quiet_period(monkeypatch):
+    monkeypatch.setenv("EMBED_DAGSTER_LANDING_QUIET_S", "0")
 
 
-@pytest.mark.integration
-def test_schedule_time_and_timezone_come_from_the_environment():
-    # 23:30 UTC on 9 March is 07:30 on 10 March in Shanghai: "yesterday" is a different day there.
-    instant = "2025-03-09T23:30:00+00:00"
-    shanghai = _evaluate_schedule(
-        {"EMBED_DAGSTER_TIMEZONE": "Asia/Shanghai", "EMBED_DAGSTER_SCHEDULE_TIME": "07:30"}, [instant]
-    )
-    assert shanghai["cron"] == "30 7 * * *"
-    assert shanghai["timezone"] == "Asia/Shanghai"
-    assert shanghai["ticks"][instant] == ["2025-03-09"]
-    utc = _evaluate_schedule({"EMBED_DAGSTER_SCHEDULE_TIME": "23:30"}, [instant])
-    assert utc["cron"] == "30 23 * * *"
-    assert utc["ticks"][instant] == ["2025-03-08"]
-
-
-@pytest.mark.integration
-def test_bad_schedule_time_is_a_clear_error():
-    out = _evaluate_schedule({"EMBED_DAGSTER_SCHEDULE_TIME": "25:00"}, [])
-    assert "EMBED_DAGSTER_SCHEDULE_TIME='25:00' is not HH:MM" in out["error"]
-
-
-def _tick(cursor: str | None) -> dg.SensorExecutionData:
+def _tick(landing, cursor: str | None, instance: dg.DagsterInstance) -> dg.SensorResult:
     from embed_dagster.definitions import defs
 
-    return landing_sensor.evaluate_tick(dg.build_sensor_context(cursor=cursor, definitions=defs))
+    context = dg.build_sensor_context(
+        cursor=cursor,
+        instance=instance,
+        definitions=defs,
+        resources={"landing": LandingResource(root=str(landing))},
+    )
+    return landing_sensor(context)
 
 
-def test_landing_sensor_requests_each_new_day_once(tmp_path, monkeypatch):
+def _days(result: dg.SensorResult) -> list[str]:
+    return [r.partition_key for r in result.run_requests or []]
+
+
+def _observed(result: dg.SensorResult) -> list[str]:
+    return [e.partition for e in result.asset_events or []]
+
+
+def test_landing_sensor_requests_each_new_day_once_in_date_order(tmp_path, instance):
     landing = tmp_path / "landing"
-    monkeypatch.setenv("EMBED_DAGSTER_LANDING", str(landing))
-    assert _tick(None).run_requests == []  # no landing folder yet: skip, not an error
+    first = _tick(landing, None, instance)
+    assert first.run_requests is None or first.run_requests == []  # no landing folder yet: skip
 
-    generate_landing(landing, date(2025, 1, 1), 2, per_day=20, seed=3)
-    # Folders that must not trigger a run: empty, only hidden/in-progress files, not a real date,
+    generate_landing(landing, D2, 1, per_day=20, seed=3)
+    generate_landing(landing, D1, 1, per_day=20, seed=3)
+    # Folders that must not trigger a run: empty, only hidden or uploading files, not a real date,
     # and a day after the last partition.
     comments = landing / "comments"
     (comments / "date=2025-01-05").mkdir()
     (comments / "date=2025-01-06").mkdir()
     (comments / "date=2025-01-06" / ".part-0001.jsonl").write_text("{}\n")
+    (comments / "date=2025-01-06" / "sample.jsonl.tmp").write_text("{}\n")
     (comments / "date=2025-02-30").mkdir()
     (comments / "date=2025-02-30" / "x.jsonl").write_text("{}\n")
     (comments / "date=2999-01-01").mkdir()
     (comments / "date=2999-01-01" / "x.jsonl").write_text("{}\n")
 
-    first = _tick(None)
-    assert [(r.partition_key, r.run_key) for r in first.run_requests] == [
-        ("2025-01-01", "landing-2025-01-01"),
-        ("2025-01-02", "landing-2025-01-02"),
-    ]
-    assert first.cursor
+    second = _tick(landing, None, instance)
+    assert _days(second) == ["2025-01-01", "2025-01-02"]  # oldest first
+    for request in second.run_requests:
+        version = request.tags[FINGERPRINT_TAG]
+        assert request.run_key == f"landing-{request.partition_key}-{version[:16]}" and len(version) == 32
+        assert request.tags[SEQUENCE_TAG] == "landing"
+    # the landing folder's data versions, recorded as observations of the source asset
+    assert _observed(second) == ["2025-01-01", "2025-01-02"]
+    assert {e.tags["dagster/data_version"] for e in second.asset_events} == {
+        r.tags[FINGERPRINT_TAG] for r in second.run_requests
+    }
 
-    second = _tick(first.cursor)
-    assert second.run_requests == []
-    assert second.skip_message and "no new landing folders" in second.skip_message
+    third = _tick(landing, second.cursor, instance)
+    assert _days(third) == [] and _observed(third) == []
+    assert "no new or changed landing days" in third.skip_reason.skip_message
 
-    generate_landing(landing, date(2025, 1, 3), 1, per_day=20, seed=3)
-    (comments / "date=2025-01-06" / "sample.jsonl").write_text("{}\n")  # the upload finished
-    third = _tick(second.cursor or first.cursor)
-    assert sorted(r.partition_key for r in third.run_requests) == ["2025-01-03", "2025-01-06"]
-    assert _tick(third.cursor).run_requests == []
-
-
-@pytest.mark.integration
-def test_schedule_start_cli_turns_the_schedule_on(tmp_path):
-    """The command docs/operations.md gives, against a fresh DAGSTER_HOME."""
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
-    proc = subprocess.run(
-        [dagster_bin(), "schedule", "start", "daily_embed_comments", "-w", "workspace.yaml"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=180,
+    generate_landing(landing, D3, 1, per_day=20, seed=3)
+    os.rename(
+        comments / "date=2025-01-06" / "sample.jsonl.tmp", comments / "date=2025-01-06" / "sample.jsonl"
     )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "Started schedule daily_embed_comments" in proc.stdout
-    # The schedule state the daemon reads (no public name for these enums in dagster 1.13).
-    from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType
-
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        states = {
-            s.instigator_name: s.status
-            for s in instance.all_instigator_state(instigator_type=InstigatorType.SCHEDULE)
-        }
-    assert states == {"daily_embed_comments": InstigatorStatus.RUNNING}
+    fourth = _tick(landing, third.cursor, instance)
+    assert _days(fourth) == ["2025-01-03", "2025-01-06"]
+    assert _days(_tick(landing, fourth.cursor, instance)) == []
 
 
-def test_d10_malformed_day_folders_are_reported_not_skipped_silently(tmp_path, monkeypatch):
+def test_a_day_still_being_written_waits_for_quiet(tmp_path, instance, monkeypatch):
+    landing = tmp_path / "landing"
+    generate_landing(landing, D1, 1, per_day=20, seed=3)
+    monkeypatch.setenv("EMBED_DAGSTER_LANDING_QUIET_S", "3600")
+    waiting = _tick(landing, None, instance)
+    assert (
+        _days(waiting) == []
+        and "still being written" in waiting.skip_reason.skip_message
+        and "2025-01-01" in waiting.skip_reason.skip_message
+    )
+    old = time.time() - 7200  # the upload ended two hours ago
+    for f in (landing / "comments" / "date=2025-01-01").rglob("*"):
+        os.utime(f, (old, old))
+    assert _days(_tick(landing, waiting.cursor, instance)) == ["2025-01-01"]
+
+
+@pytest.mark.slow
+def test_switching_on_reruns_nothing_and_a_late_file_reruns_only_its_day(tmp_path, instance):
+    """Issue 14: days already processed are never re-run, also with an empty cursor (automation
+    switched on for the first time); a late file makes that day, and only that day, run again."""
+    landing, lake = tmp_path / "landing", tmp_path / "lake"
+    generate_landing(landing, D1, 3, per_day=40, seed=5)
+    resources = pipeline_resources(lake, landing)
+    for day in (D1, D2, D3):
+        assert materialize(resources, day, instance=instance).success
+
+    # The side tables are in the lineage with a materialization per day, written by their producer.
+    event = instance.get_latest_materialization_event(dg.AssetKey("comment_texts")).asset_materialization
+    day3 = query_arrow(lake, "SELECT count(*) AS n FROM comment_texts WHERE partition_date = '2025-01-03'")
+    assert event.partition == "2025-01-03"
+    assert event.metadata["dagster/partition_row_count"].value == day3.column("n")[0].as_py() > 0
+
+    switched_on = _tick(landing, None, instance)
+    assert _days(switched_on) == []  # every day's files are what its run read
+    assert sorted(_observed(switched_on)) == ["2025-01-01", "2025-01-02", "2025-01-03"]
+
+    late = landing / "comments" / "date=2025-01-02" / "late-upload.jsonl"
+    late.write_text(
+        '{"comment_id": "late-1", "created_at": "2025-01-02T23:59:00Z", "text": "arrived a day late"}\n'
+    )
+    after_late = _tick(landing, switched_on.cursor, instance)
+    assert _days(after_late) == ["2025-01-02"] and _observed(after_late) == ["2025-01-02"]
+    # the next tick does not ask again (the run key would repeat; the daemon skips it anyway)
+    assert _days(_tick(landing, after_late.cursor, instance)) == []
+
+    assert materialize(resources, D2, instance=instance).success  # the run the sensor asked for
+    rows = query_arrow(lake, "SELECT comment_id FROM raw_comments WHERE comment_id = 'late-1'")
+    assert rows.num_rows == 1
+    # a fresh cursor again (sensor reset): nothing left to do
+    assert _days(_tick(landing, None, instance)) == []
+
+
+def test_observing_the_landing_source_gives_one_version_per_landed_day(tmp_path):
+    landing = tmp_path / "landing"
+    generate_landing(landing, D1, 2, per_day=20, seed=3)
+    result = dg.materialize(
+        [landing_comments],
+        resources={"landing": LandingResource(root=str(landing))},
+        selection=[LANDING_ASSET],
+    )
+    observations = [
+        e.event_specific_data.asset_observation
+        for e in result.all_events
+        if e.event_type_value == "ASSET_OBSERVATION"
+    ]
+    versions = {o.partition: o.tags["dagster/data_version"] for o in observations}
+    assert sorted(versions) == ["2025-01-01", "2025-01-02"] and len(set(versions.values())) == 2
+
+
+def test_code_versions_follow_what_decides_the_output():
+    base = code_versions(Settings())
+    wider = code_versions(Settings(EMBED_DAGSTER_DIMENSIONS=256))
+    changed = sorted(k for k in base if base[k] != wider[k])
+    assert changed == ["cached_embeddings", "clusters", "fresh_embeddings", "topics"]
+    instructed = code_versions(Settings(EMBED_DAGSTER_INSTRUCTION="Cluster these comments by topic"))
+    assert instructed["fresh_embeddings"] != base["fresh_embeddings"]
+    assert code_versions(Settings()) == base  # stable across loads
+
+
+@pytest.mark.slow
+def test_changing_the_dimension_marks_every_partition_stale_and_reembeds_each_text_once(tmp_path, instance):
+    """Issue 14: a new model key makes every partition's embeddings and what follows stale; the
+    backfill that follows sends each distinct text once (vectors are stored per model key)."""
+    # Dagster's own helper for the resolver the UI uses (there is no public name for it in 1.13).
+    from dagster._core.definitions.data_version import StaleStatus
+    from dagster._utils.test.data_versions import get_stale_status_resolver
+
+    landing, lake = tmp_path / "landing", tmp_path / "lake"
+    generate_landing(landing, D1, 2, per_day=40, seed=5)
+    days = ["2025-01-01", "2025-01-02"]
+    for day in days:  # texts both days share: the backfill must embed them once, not once per day
+        (landing / "comments" / f"date={day}" / "shared.jsonl").write_text(
+            "".join(
+                f'{{"comment_id": "shared-{day}-{k}", "created_at": "{day}T12:00:00Z", '
+                f'"text": "the same remark on both days, number {k}"}}\n'
+                for k in range(5)
+            )
+        )
+    for day in days:
+        assert materialize(pipeline_resources(lake, landing), day, instance=instance).success
+
+    new_versions = code_versions(Settings(EMBED_DAGSTER_DIMENSIONS=256))
+
+    def reversion(spec: dg.AssetSpec) -> dg.AssetSpec:
+        name = spec.key.to_user_string()
+        return spec.replace_attributes(code_version=new_versions.get(name, spec.code_version))
+
+    assets = [a.map_asset_specs(reversion) for a in ASSETS]
+    new_resources = pipeline_resources(lake, landing, dimensions=256)
+    resolver = get_stale_status_resolver(instance, assets)
+    for day in days:
+        for name in ("raw_comments", "deduplicated_texts"):
+            assert resolver.get_status(dg.AssetKey(name), day) == StaleStatus.FRESH, (name, day)
+        for name in ("cached_embeddings", "fresh_embeddings", "clusters", "topics"):
+            assert resolver.get_status(dg.AssetKey(name), day) == StaleStatus.STALE, (name, day)
+
+    sent = []
+    for day in days:
+        result = dg.materialize(assets, partition_key=day, resources=new_resources, instance=instance)
+        assert result.success
+        meta = result.asset_materializations_for_node("fresh_embeddings")[0].metadata
+        sent.append(meta["texts_sent"].value)
+    distinct = (
+        query_arrow(
+            lake,
+            "SELECT count(DISTINCT text_hash) AS n FROM deduplicated_texts "
+            "WHERE partition_date IN ('2025-01-01', '2025-01-02')",
+        )
+        .column("n")[0]
+        .as_py()
+    )
+    assert (
+        sum(sent) == distinct
+        and sent[1]
+        < query_arrow(
+            lake, "SELECT count(*) AS n FROM deduplicated_texts WHERE partition_date = '2025-01-02'"
+        )
+        .column("n")[0]
+        .as_py()
+    )  # day two's shared texts came from day one's new vectors
+    after = get_stale_status_resolver(instance, assets)
+    assert all(after.get_status(dg.AssetKey("topics"), d) == StaleStatus.FRESH for d in days)
+
+
+def test_d10_malformed_day_folders_are_reported_not_skipped_silently(tmp_path, instance):
     """Issue 15, D10: date=2025-02-30, date=2025-1-5 and Date=... hold rows no run ever reads."""
     landing = tmp_path / "landing"
-    monkeypatch.setenv("EMBED_DAGSTER_LANDING", str(landing))
     comments = landing / "comments"
     for name in ("date=2025-02-30", "date=2025-1-5", "Date=2025-01-05"):
         (comments / name).mkdir(parents=True)
         (comments / name / "x.jsonl").write_text("{}\n")
-    first = _tick(None)
-    assert first.run_requests == []
+    first = _tick(landing, None, instance)
+    assert _days(first) == []
     for name in ("date=2025-02-30", "date=2025-1-5", "Date=2025-01-05"):
-        assert name in first.skip_message
+        assert name in first.skip_reason.skip_message
 
-    generate_landing(landing, date(2025, 1, 1), 1, per_day=20, seed=3)
-    second = _tick(None)
+    generate_landing(landing, D1, 1, per_day=20, seed=3)
+    second = _tick(landing, None, instance)
     [req] = second.run_requests
     note = req.tags["embed_dagster/malformed_landing_folders"]
     assert "date=2025-1-5" in note and "Date=2025-01-05" in note  # shown on the run that follows
+
+
+def test_repo_dagster_yaml_runs_landing_days_one_at_a_time(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(os.path.join(os.path.dirname(__file__), "..", "..", "dagster.yaml"), home / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(home)) as inst:
+        limits = inst.get_concurrency_config().run_queue_config.tag_concurrency_limits
+    assert {"key": SEQUENCE_TAG, "limit": 1} in limits

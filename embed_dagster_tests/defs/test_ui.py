@@ -87,7 +87,8 @@ def ui_server(tmp_path_factory, local_server):
     labels = (
         query_arrow(
             str(root / "lake"),
-            "SELECT label FROM cluster_summaries WHERE partition_date = ? AND cluster_id >= 0 ORDER BY size DESC",
+            "SELECT label FROM cluster_summaries WHERE partition_date = ? AND cluster_id >= 0 "
+            "ORDER BY size DESC",
             [DAY],
         )
         .column("label")

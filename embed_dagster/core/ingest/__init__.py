@@ -94,7 +94,17 @@ from .common import (
 )
 from .counts import count_rows
 from .csv_format import _read_csv
-from .files import Entry, _as_date, check_alias_folder, file_format, list_day, partition_dir, scan_landing
+from .files import (
+    DayFingerprint,
+    Entry,
+    _as_date,
+    check_alias_folder,
+    file_format,
+    fingerprint_day,
+    list_day,
+    partition_dir,
+    scan_landing,
+)
 from .jsonl import _read_json
 from .parquet import _read_parquet
 from .validate import _BLANK_TEXT_RE, _REJECTED_SQL, _VALID_SQL, _check, _stats
@@ -105,7 +115,9 @@ __all__ = [
     "REQUIRED_FIELDS",
     "VALID_SCHEMA",
     "_BLANK_TEXT_RE",
+    "DayFingerprint",
     "IngestResult",
+    "fingerprint_day",
     "partition_dir",
     "scan_landing",
     "read_landing_partition",

@@ -12,6 +12,8 @@ from embed_dagster.defs.resources import (
     EmbeddingResource,
     WarehouseResource,
 )
+from embed_dagster.defs.tables import report_side_tables
+from embed_dagster.defs.versions import CODE_VERSIONS
 from embed_dagster.lib.asset_options import COMMON
 from embed_dagster.lib.metadata import definition_metadata, markdown_table, png_markdown, table_metadata
 from embed_dagster.lib.partitions import partition_date
@@ -23,7 +25,7 @@ MAP_TOP = 12  # clusters named on the map, and listed in the top_clusters table:
     **COMMON,
     deps=["deduplicated_texts", "cached_embeddings", "fresh_embeddings"],
     kinds={"duckdb", "hdbscan"},
-    code_version="1",
+    code_version=CODE_VERSIONS["clusters"],
     metadata=definition_metadata("clusters"),
     description="Each comment's cluster of the day (−1 = noise) from HDBSCAN over the L2-normalized "
     "vectors of its distinct texts, after dimension reduction; `cluster_summaries` holds each "
@@ -83,6 +85,7 @@ def clusters(
     )
     n_comments = comment_rows.num_rows
     noise_comments = int(counts[result.labels == -1].sum()) if len(counts) else 0
+    report_side_tables(context, wh, day, ["cluster_summaries"], snapshot)
     return dg.MaterializeResult(
         metadata={
             **table_metadata(wh, "clusters", day, snapshot),

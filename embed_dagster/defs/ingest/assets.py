@@ -4,12 +4,15 @@ import dagster as dg
 import pyarrow as pa
 
 from embed_dagster.core.dedup import deduplicate
-from embed_dagster.core.ingest import read_landing_partition, scan_landing
+from embed_dagster.core.ingest import fingerprint_day, read_landing_partition, scan_landing
 from embed_dagster.core.redact import env_secrets
+from embed_dagster.defs.landing import LANDING_ASSET
 from embed_dagster.defs.resources import (
     LandingResource,
     WarehouseResource,
 )
+from embed_dagster.defs.tables import report_side_tables
+from embed_dagster.defs.versions import CODE_VERSIONS
 from embed_dagster.lib.asset_options import COMMON
 from embed_dagster.lib.metadata import definition_metadata, markdown_table, table_metadata
 from embed_dagster.lib.partitions import partition_date
@@ -25,8 +28,9 @@ def _quarantine_preview(rejected: pa.Table, limit: int = 10) -> dg.MetadataValue
 
 @dg.asset(
     **COMMON,
+    deps=[LANDING_ASSET],
     kinds={"duckdb"},
-    code_version="1",
+    code_version=CODE_VERSIONS["raw_comments"],
     metadata=definition_metadata("raw_comments"),
     description="The day's valid comments from the landing folder date=YYYY-MM-DD (JSON Lines, CSV, "
     "Parquet). Rows that fail validation go to `quarantine` with a reason instead of failing the run.",
@@ -35,6 +39,9 @@ def raw_comments(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing: LandingResource
 ) -> dg.MaterializeResult:
     day = partition_date(context)
+    # Taken before reading: a file that lands during the read changes the day's version after this
+    # one, so the landing sensor sees a difference and re-runs the day.
+    fingerprint = fingerprint_day(landing.path(), day)
     result = read_landing_partition(
         landing.path(), day, max_text_chars=landing.max_text_chars, secrets=env_secrets()
     )
@@ -60,9 +67,12 @@ def raw_comments(
         )
     if result.stats.get("landing_rows_mismatch"):
         context.log.warning(f"row counts differ from the files: {result.stats['landing_rows_mismatch']}")
+    report_side_tables(context, wh, day, ["quarantine"], snapshot)
     return dg.MaterializeResult(
         metadata={
             **table_metadata(wh, "raw_comments", day, snapshot),
+            "landing_fingerprint": fingerprint.version,
+            "landing_bytes": fingerprint.bytes,
             "rows_read": result.stats.get("rows_read", 0),
             # counted from the files by a separate reader; the conservation check compares them
             "landing_rows": result.stats.get("landing_rows", 0),
@@ -79,7 +89,7 @@ def raw_comments(
     **COMMON,
     deps=["raw_comments"],
     kinds={"duckdb"},
-    code_version="1",
+    code_version=CODE_VERSIONS["deduplicated_texts"],
     metadata=definition_metadata("deduplicated_texts"),
     description="One row per distinct normalized text of the day (NFKC, invisible characters removed, "
     "whitespace collapsed) with its BLAKE2b-128 `text_hash` and comment count; `comment_texts` maps "
@@ -108,6 +118,7 @@ def deduplicated_texts(
     )
     comments = result.mapping.num_rows
     distinct = result.texts.num_rows
+    report_side_tables(context, wh, day, ["comment_texts", "quarantine"], snapshot)
     return dg.MaterializeResult(
         metadata={
             **table_metadata(wh, "deduplicated_texts", day, snapshot),

@@ -24,6 +24,7 @@ from embed_dagster.core.topics.trend import render_topic_trend
 from embed_dagster.core.warehouse.lake import Warehouse
 from embed_dagster.core.warehouse.vector_store import matrix_to_arrow
 from embed_dagster.defs.resources import EmbeddingResource, WarehouseResource
+from embed_dagster.defs.versions import CODE_VERSIONS
 from embed_dagster.lib.asset_options import COMMON
 from embed_dagster.lib.metadata import definition_metadata, markdown_table, png_markdown, table_metadata
 from embed_dagster.lib.partitions import partition_date
@@ -42,7 +43,7 @@ MAP_TOP = 12  # clusters named on the topic map
         ),
     ],
     kinds={"duckdb"},
-    code_version="2",
+    code_version=CODE_VERSIONS["topics"],
     metadata=definition_metadata("topics"),
     description="Stable topics across days: each of the day's clusters joins the earlier topic its "
     "centroid is closest to when similar enough (several clusters may join one topic); the rest form "
