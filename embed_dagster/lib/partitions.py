@@ -29,3 +29,9 @@ daily_partitions = dg.DailyPartitionsDefinition(start_date=start_date(), timezon
 
 def partition_date(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> date:
     return date.fromisoformat(context.partition_key)
+
+
+def partition_dates(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> list[date]:
+    """Every day of the run, oldest first: one for a daily run, several for a range run (a backfill
+    whose asset has a single-run backfill policy, or ``--partition-range``)."""
+    return sorted(date.fromisoformat(k) for k in context.partition_keys)

@@ -75,3 +75,49 @@ def test_check_warns_on_an_injected_surge_and_a_large_new_topic(tmp_path):
         .to_pylist()
     )
     assert rows == ["T20250101-00", "T20250101-01", "T20250101-02", "T20250101-03", "T20250107-01"]
+
+
+def test_one_range_run_walks_the_days_in_order_and_gives_the_day_by_day_topics(tmp_path):
+    """Issue 13: a backfill runs topics once for its range (single-run backfill policy). The days are
+    walked in date order inside it, and every row comes out as in a day-by-day run."""
+    rng = np.random.default_rng(11)
+    centroids = {c: _unit(c) for c in range(8)}
+    plan = []
+    for k in range(7):  # themes come and go, sizes drift, a surge on day 6
+        sizes = {c: int(rng.integers(120, 300)) for c in range(4 + k % 3)}
+        if k == 5:
+            sizes[2] = 1500
+        plan.append((DAY1 + datetime.timedelta(days=k), sizes))
+    roots = {name: str(tmp_path / name) for name in ("daily", "range")}
+    for root in roots.values():
+        lake = Warehouse.embedded(root)
+        for day, sizes in plan:
+            lake.replace_partition(day, {"cluster_summaries": ({}, _summaries(sizes, centroids))})
+        lake.close()
+
+    def resources(root: str) -> dict:
+        return {"warehouse": WarehouseResource(root=root), "embedding": EmbeddingResource()}
+
+    for day, _ in plan:
+        dg.materialize([topics], partition_key=day.isoformat(), resources=resources(roots["daily"]))
+    first, last = plan[0][0].isoformat(), plan[-1][0].isoformat()
+    ranged = dg.materialize(
+        [topics, topic_alerts],
+        resources=resources(roots["range"]),
+        tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
+    )
+    assert ranged.success
+    (materialization,) = ranged.asset_materializations_for_node("topics")[:1]
+    assert materialization.metadata["days_in_run"].value == 7
+    (evaluation,) = ranged.get_asset_check_evaluations()  # one evaluation for the range
+    alert_days = {a["day"] for a in evaluation.metadata["alerts"].value}
+    flagged = query_arrow(
+        roots["daily"], "SELECT DISTINCT partition_date FROM topics WHERE surging OR large_new"
+    ).column("partition_date")
+    assert not evaluation.passed and "2025-01-06" in alert_days
+    assert alert_days == {d.isoformat() for d in flagged.to_pylist()}  # the daily runs' alerts, all of them
+
+    columns = "partition_date, cluster_id, topic_id, status, is_new, first_seen, size, label, surging"
+    query = f"SELECT {columns} FROM topics ORDER BY partition_date, cluster_id"
+    daily, ranged_rows = (query_arrow(roots[n], query).to_pylist() for n in ("daily", "range"))
+    assert len(daily) == sum(len(s) for _, s in plan) and ranged_rows == daily

@@ -48,6 +48,7 @@ EDGES = {
 
 ASSET_GRAPH = f"""{{ assetNodes {{
   assetKey {{ path }} dependencyKeys {{ path }} description groupName kinds opVersion isPartitioned
+  isMaterializable isObservable
   owners {{ __typename ... on TeamAssetOwner {{ team }} ... on UserAssetOwner {{ email }} }}
   partitionDefinition {{ description }}
   metadataEntries {{ {METADATA_FIELDS} }}
@@ -68,13 +69,33 @@ def graph(ops_server):
     return {n["assetKey"]["path"][0]: n for n in nodes if n["groupName"] == "comment_topics"}
 
 
-def test_asset_graph_has_the_lineage(graph):
-    assert sorted(graph) == sorted(ASSETS)
-    edges = {(d["path"][0], key) for key, node in graph.items() for d in node["dependencyKeys"]}
-    assert edges == EDGES
+@pytest.fixture(scope="module")
+def materializable(graph):
+    return {k: n for k, n in graph.items() if n["isMaterializable"]}
 
 
-def test_every_asset_is_described_owned_typed_versioned(graph):
+def test_asset_graph_has_the_lineage(graph, materializable):
+    assert sorted(materializable) == sorted(ASSETS)
+    edges = {(d["path"][0], key) for key, node in materializable.items() for d in node["dependencyKeys"]}
+    assert edges == EDGES | {("landing_comments", "raw_comments")}
+    # the landing folder (observed) and every side table and view, downstream of what writes it
+    assert graph["landing_comments"]["isObservable"]
+    side = {
+        k: {d["path"][0] for d in n["dependencyKeys"]} for k, n in graph.items() if k not in materializable
+    }
+    assert side == {
+        "landing_comments": set(),
+        "quarantine": {"raw_comments", "deduplicated_texts", "fresh_embeddings"},
+        "comment_texts": {"deduplicated_texts"},
+        "cluster_summaries": {"clusters"},
+        "embedding_store": {"cached_embeddings", "fresh_embeddings"},
+        "comment_topics": {"clusters", "topics"},
+        "topic_registry": {"topics"},
+    }
+
+
+def test_every_asset_is_described_owned_typed_versioned(materializable):
+    graph = materializable
     for key, node in graph.items():
         assert node["description"] and len(node["description"]) > 40, key
         assert node["owners"] == [{"__typename": "TeamAssetOwner", "team": "comment-insights"}], key

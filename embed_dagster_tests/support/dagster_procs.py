@@ -504,8 +504,11 @@ def ops_backfills(ops_server, local_server):
     gql = ops_server.gql
     # The lineage's assets (group comment_topics), as "Materialize all" on that group does: not the
     # unpartitioned lake_maintenance asset, which has its own job and schedule.
-    nodes = gql("{ assetNodes { assetKey { path } groupName } }")["assetNodes"]
-    keys = sorted(n["assetKey"]["path"][0] for n in nodes if n["groupName"] == "comment_topics")
+    # Only what can be materialized: the landing folder (observed) and the side tables and views
+    # (written by their producers) are in the group too.
+    nodes = gql("{ assetNodes { assetKey { path } groupName isMaterializable } }")["assetNodes"]
+    lineage = [n for n in nodes if n["groupName"] == "comment_topics" and n["isMaterializable"]]
+    keys = sorted(n["assetKey"]["path"][0] for n in lineage)
     started = time.monotonic()
     asset_params = asset_backfill_params(keys, [d.isoformat() for d in BACKFILL_DAYS], "7-day backfill")
     run_config = in_process_run_config(gql, ops_server.repo)

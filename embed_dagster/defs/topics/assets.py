@@ -27,7 +27,7 @@ from embed_dagster.defs.resources import EmbeddingResource, WarehouseResource
 from embed_dagster.defs.versions import CODE_VERSIONS
 from embed_dagster.lib.asset_options import COMMON
 from embed_dagster.lib.metadata import definition_metadata, markdown_table, png_markdown, table_metadata
-from embed_dagster.lib.partitions import partition_date
+from embed_dagster.lib.partitions import partition_dates
 
 TREND_DAYS = 14  # the trend chart's window
 TREND_TOPICS = 8
@@ -45,26 +45,92 @@ MAP_TOP = 12  # clusters named on the topic map
     kinds={"duckdb"},
     code_version=CODE_VERSIONS["topics"],
     metadata=definition_metadata("topics"),
+    # One run for a backfill's whole range: the days are walked in date order inside it, so a
+    # backfill never waits a daemon tick (30 s) per day for the previous day's topics.
+    backfill_policy=dg.BackfillPolicy.single_run(),
     description="Stable topics across days: each of the day's clusters joins the earlier topic its "
     "centroid is closest to when similar enough (several clusters may join one topic); the rest form "
     "new topics only with enough support (else they are held as emerging); converging topics merge; "
-    "surging topics are marked. One row per (day, cluster). Depends on its own previous partition, "
-    "so backfills run in date order. See docs/topics.md.",
+    "surging topics are marked. One row per (day, cluster). Continues the previous day's topics: a "
+    "backfill runs it once for its whole range, walking the days in date order, each day in its own "
+    "transaction. See docs/topics.md.",
 )
 def topics(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, embedding: EmbeddingResource
 ) -> dg.MaterializeResult:
-    day = partition_date(context)
-    params = TopicParams()
+    days = partition_dates(context)
     wh = warehouse.open(context.log)
-    summaries = _read_summaries(wh, day)
-    state = state_from_rows(*wh.topic_state_rows(day, params.surge_window))
-    after, result = process_day(state, summaries, day, params)
-    rows = rows_for_day(result, after, summaries)
-    snapshot = wh.replace_partition(
-        day, {"topics": ({}, _topics_table(rows))}, message=f"topics {day} run {context.run_id}"
-    )
+    wait_for_previous_day_in_a_job_backfill(context, days[0])
+    params = TopicParams()
+    done = []
+    for day in days:
+        summaries = _read_summaries(wh, day)
+        state = state_from_rows(*wh.topic_state_rows(day, params.surge_window))
+        after, result = process_day(state, summaries, day, params)
+        rows = rows_for_day(result, after, summaries)
+        snapshot = wh.replace_partition(
+            day, {"topics": ({}, _topics_table(rows))}, message=f"topics {day} run {context.run_id}"
+        )
+        done.append((day, state, result, snapshot))
+        if len(days) > 1:
+            context.log.info(
+                f"topics {day}: {len(result.topics)} topics, {sum(t.is_new for t in result.topics)} new"
+            )
+    day, state, result, snapshot = done[-1]
+    metadata = _day_metadata(wh, embedding, day, state, result, snapshot)
+    if len(days) > 1:
+        # One MaterializeResult covers every day of a range run, so the per-day figures go in a table.
+        metadata.pop("dagster/partition_row_count", None)
+        metadata["days_in_run"] = len(days)
+        metadata["per_day"] = markdown_table(
+            ["day", "topics", "new", "surging", "emerging comments", "snapshot"],
+            [
+                (
+                    d,
+                    len(r.topics),
+                    sum(t.is_new for t in r.topics),
+                    sum(t.surging for t in r.topics),
+                    int(round(r.emerging_size)),
+                    snap,
+                )
+                for d, _, r, snap in done
+            ],
+        )
+    return dg.MaterializeResult(metadata=metadata)
 
+
+def wait_for_previous_day_in_a_job_backfill(context: dg.AssetExecutionContext, day: datetime.date) -> None:
+    """Make a job-page backfill safe: its runs go one per day, in parallel, in any order.
+
+    A backfill from the asset graph (or the landing sensor, or ``--partition-range``) runs topics in
+    date order. A job backfill (``dagster job backfill``, or the job page) ignores that; when the day
+    before is part of the same backfill and its topics are not written yet, this step asks to be
+    retried in 20 s (up to 30 minutes), so the days still follow each other.
+    """
+    backfill_id = context.run.tags.get("dagster/backfill")
+    if not backfill_id:
+        return
+    backfill = context.instance.get_backfill(backfill_id)
+    if backfill is None or backfill.is_asset_backfill:
+        return
+    previous = (day - datetime.timedelta(days=1)).isoformat()
+    if previous not in (backfill.partition_names or []):
+        return
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[previous]), limit=1
+    ).records
+    run_ids = {r.run_id for r in records}
+    runs = context.instance.get_runs(filters=dg.RunsFilter(run_ids=list(run_ids))) if run_ids else []
+    if any(run.tags.get("dagster/backfill") == backfill_id for run in runs):
+        return
+    context.log.info(
+        f"topics for {day} waits for {previous} (same job backfill {backfill_id}): topics continue the "
+        "previous day's topics. A backfill from the asset graph runs the days in order without waiting."
+    )
+    raise dg.RetryRequested(max_retries=90, seconds_to_wait=20)
+
+
+def _day_metadata(wh, embedding, day, state, result, snapshot) -> dict:
     new = [t for t in result.topics if t.is_new]
     surging = [t for t in result.topics if t.surging]
     metadata = {
@@ -119,7 +185,7 @@ def topics(
             days, sizes, labels, new_on, surging_on, top=TREND_TOPICS, title=f"topics up to {day}"
         )
         metadata["topic_trend"] = png_markdown(png, f"topic trend up to {day}")
-    return dg.MaterializeResult(metadata=metadata)
+    return metadata
 
 
 # ------------------------------------------------ reads and writes (the SQL is the Warehouse's)

@@ -8,7 +8,7 @@ The rule itself lives in ``core.topics.matching`` (``surge_score``) and is descr
 import dagster as dg
 
 from embed_dagster.defs.resources import WarehouseResource
-from embed_dagster.lib.partitions import daily_partitions, partition_date
+from embed_dagster.lib.partitions import daily_partitions, partition_dates
 
 
 @dg.asset_check(
@@ -18,8 +18,9 @@ from embed_dagster.lib.partitions import daily_partitions, partition_date
     "topic appears; the metadata lists them with their labels.",
 )
 def topic_alerts(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    day = partition_date(context)
-    rows = warehouse.open(context.log).topic_alerts(day)
+    # A range run (a backfill's single topics run) gets one evaluation for all its days.
+    wh = warehouse.open(context.log)
+    rows = [{**r, "day": d.isoformat()} for d in partition_dates(context) for r in wh.topic_alerts(d)]
     surging = [r for r in rows if r["surging"]]
     large_new = [r for r in rows if r["large_new"]]
     parts = []
@@ -41,6 +42,7 @@ def topic_alerts(context: dg.AssetCheckExecutionContext, warehouse: WarehouseRes
             "alerts": dg.MetadataValue.json(
                 [
                     {
+                        "day": r["day"],
                         "topic_id": r["topic_id"],
                         "label": r["label"],
                         "comments": r["comments"],
