@@ -55,6 +55,10 @@ _RETRYABLE = (
     "failed to commit",
     "catalog write-write",
 )
+# embedding_store rows of one model key (first parameter) for the texts of one day (second parameter)
+_KEY_AND_DAY_TEXTS = (
+    "model_key = ? AND text_hash IN (SELECT text_hash FROM deduplicated_texts WHERE partition_date = ?)"
+)
 _ENSURED: set[tuple[str, str]] = set()  # (catalog, data_path) whose schema this process has ensured
 _ENSURE_LOCK = threading.Lock()
 _SHARED: dict[tuple, Warehouse] = {}
@@ -605,16 +609,12 @@ class Warehouse:
         Texts not stored are in neither (to be embedded, or refused by the server and quarantined).
         Both tables sorted by text_hash.
         """
+        stored = _first_stored(_KEY_AND_DAY_TEXTS)
         table = self._arrow(
             f"""SELECT s.text_hash, s.model_key,
                        coalesce(s.first_partition_date = ? AND s.truncated IS NOT NULL, false) AS own,
                        coalesce(s.truncated, false) AS truncated
-                FROM {
-                _first_stored(
-                    "model_key = ? AND text_hash IN "
-                    "(SELECT text_hash FROM deduplicated_texts WHERE partition_date = ?)"
-                )
-            } s
+                FROM {stored} s
                 ORDER BY s.text_hash""",
             [day, model_key_id, day],
         )
@@ -660,14 +660,10 @@ class Warehouse:
         One join; a (model_key, text_hash) stored twice by two racing runs counts once, with the
         vector of its first row (see :func:`_first_stored`).
         """
+        stored = _first_stored(_KEY_AND_DAY_TEXTS)
         table = self._arrow(
             f"""SELECT d.text_hash, d.text, d.comment_count, s.vector FROM deduplicated_texts d
-               JOIN {
-                _first_stored(
-                    "model_key = ? AND text_hash IN "
-                    "(SELECT text_hash FROM deduplicated_texts WHERE partition_date = ?)"
-                )
-            } s
+               JOIN {stored} s
                  ON s.text_hash = d.text_hash
                WHERE d.partition_date = ? ORDER BY d.text_hash""",
             [model_key_id, day, day],
@@ -726,14 +722,13 @@ class Warehouse:
 
     def clustered_text_vectors(self, day: date, model_key_id: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """The day's distinct texts' vectors and cluster ids (for the topic map)."""
+        stored = _first_stored(
+            "model_key = ? AND text_hash IN (SELECT text_hash FROM clusters WHERE partition_date = ?)"
+        )
         table = self._arrow(
             f"""SELECT c.text_hash, min(c.cluster_id) AS cluster_id, any_value(s.vector) AS vector
                FROM clusters c
-               JOIN {
-                _first_stored(
-                    "model_key = ? AND text_hash IN (SELECT text_hash FROM clusters WHERE partition_date = ?)"
-                )
-            } s
+               JOIN {stored} s
                  ON s.text_hash = c.text_hash
                WHERE c.partition_date = ? GROUP BY c.text_hash ORDER BY c.text_hash""",
             [model_key_id, day, day],
@@ -832,10 +827,11 @@ class Warehouse:
 
     def day_vectors_with_dims(self, day: date, model_key_id: str) -> pa.Table:
         """(dim, vector) of every stored vector of the day's texts, for the sanity check."""
+        stored = _first_stored(_KEY_AND_DAY_TEXTS)
         return self._arrow(
-            f"""SELECT s.dim, s.vector FROM {_first_stored("model_key = ?")} s
+            f"""SELECT s.dim, s.vector FROM {stored} s
                JOIN deduplicated_texts d ON d.text_hash = s.text_hash AND d.partition_date = ?""",
-            [model_key_id, day],
+            [model_key_id, day, day],
         )
 
     def clustering_counts(self, day: date) -> dict:
