@@ -123,7 +123,7 @@ def bench_dims(
     started = time.perf_counter()
     for start in range(0, len(present), 10_000):
         chunk = present[start : start + 10_000]
-        store.save(key, chunk, pool[np.arange(start, start + len(chunk)) % POOL])
+        store.save(key, chunk, pool[np.arange(start, start + len(chunk)) % POOL], partition_date=None)
     save_s = time.perf_counter() - started
     log(f"  {dims}-d store: saved {len(present)} vectors in {save_s:.2f} s")
     started = time.perf_counter()

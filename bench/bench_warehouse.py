@@ -88,13 +88,14 @@ class FileWarehouse:
             ).to_arrow_table()
         return t.column("text_hash").to_pylist(), arrow_to_matrix(t.column("vector"), DIM)
 
-    def save(self, key, hashes, matrix):
+    def save(self, key, hashes, matrix, partition_date=None):
         with self._con() as con:
             con.register("n", pa.table({"text_hash": hashes, "vector": matrix_to_arrow(matrix)}))
             con.execute(
-                "INSERT INTO embedding_store SELECT ?, text_hash, ?, vector::FLOAT[], now() FROM n "
+                "INSERT INTO embedding_store (model_key, text_hash, dim, vector, created_at, "
+                "first_partition_date) SELECT ?, text_hash, ?, vector::FLOAT[], now(), ?::DATE FROM n "
                 "ON CONFLICT DO NOTHING",
-                [key, DIM],
+                [key, DIM, partition_date],
             )
 
     def vectors_for_day(self, day, key, dim):
@@ -124,8 +125,8 @@ class LakeWarehouse:
     def lookup(self, key, hashes):
         return self.wh.lookup(key, hashes)
 
-    def save(self, key, hashes, matrix):
-        return self.wh.save(key, hashes, matrix)
+    def save(self, key, hashes, matrix, partition_date=None):
+        return self.wh.save(key, hashes, matrix, partition_date=partition_date)
 
     def vectors_for_day(self, day, key, dim):
         return self.wh.vectors_for_day(day, key, dim)
@@ -196,13 +197,9 @@ def backfill_day(wh, day, n, key):
     found, _ = wh.lookup(key, hashes)
     wh.replace_partition(
         day,
-        {
-            "cached_embeddings": pa.table(
-                {"text_hash": found, "model_key": [key] * len(found), "tier": ["store"] * len(found)}
-            )
-        },
+        {"cached_embeddings": pa.table({"text_hash": found, "model_key": [key] * len(found)})},
     )
-    wh.save(key, hashes, unit_vectors(distinct, seed=day.toordinal()))
+    wh.save(key, hashes, unit_vectors(distinct, seed=day.toordinal()), partition_date=day)
     wh.replace_partition(
         day, {"fresh_embeddings": pa.table({"text_hash": hashes, "model_key": [key] * distinct})}
     )

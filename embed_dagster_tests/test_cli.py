@@ -101,6 +101,9 @@ def _old_warehouse(path: Path) -> None:
     con = duckdb.connect(str(path))
     for name in TABLES:
         con.execute(ddl(name))
+    # The store as that design declared it: without the origin and truncated columns added since.
+    con.execute("ALTER TABLE embedding_store DROP COLUMN first_partition_date")
+    con.execute("ALTER TABLE embedding_store DROP COLUMN truncated")
     for day, n in ((D1, 30), (D2, 12)):
         con.execute(
             "INSERT INTO raw_comments (partition_date, comment_id, text, source_file, source_row) "

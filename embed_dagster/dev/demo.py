@@ -1,8 +1,12 @@
 """`make demo`: sample comments for three days, the whole job through a real Dagster instance,
-then a report read back from DuckDB.
+then a report read back from the lake.
 
 Runs are executed in this process against the instance in $DAGSTER_HOME, so `dagster dev`
 afterwards shows them, their materializations and metadata.
+
+The days are the most recent complete ones (ending yesterday in EMBED_DAGSTER_TIMEZONE) unless
+``--start`` is given: the UI's backfill dialog shows the last 90 days, and demo days there can be
+re-run and backfilled from the UI. Running the demo twice writes identical tables.
 """
 
 from __future__ import annotations
@@ -10,9 +14,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from embed_dagster.dev.sample_data import generate_landing
+
+UTC_ZONE = ZoneInfo("UTC")
+
+
+def default_days(count: int, timezone: str, now: datetime | None = None) -> list[date]:
+    """The ``count`` most recent complete days in ``timezone``: the last one is yesterday there."""
+    today = (now or datetime.now(UTC_ZONE)).astimezone(ZoneInfo(timezone)).date()
+    last = today - timedelta(days=1)
+    return [last - timedelta(days=count - 1 - i) for i in range(count)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=3)
     parser.add_argument("--per-day", type=int, default=400)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--start", default=None, help="first day (default: EMBED_DAGSTER_START_DATE)")
+    parser.add_argument(
+        "--start", default=None, help="first day (default: the most recent complete days, ending yesterday)"
+    )
     args = parser.parse_args(argv)
 
     if not os.environ.get("DAGSTER_HOME"):
@@ -34,12 +50,24 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
     from embed_dagster.definitions import defs
+    from embed_dagster.defs.resources import build_resources
     from embed_dagster.dev.report import format_partition_report
     from embed_dagster.settings import load_settings
 
     settings = load_settings()
-    first = date.fromisoformat(args.start) if args.start else settings.start_date
-    days = [first + timedelta(days=i) for i in range(args.days)]
+    if args.start:
+        first = date.fromisoformat(args.start)
+        days = [first + timedelta(days=i) for i in range(args.days)]
+    else:
+        days = default_days(args.days, settings.timezone)
+        first = days[0]
+    if first < settings.start_date:
+        print(
+            f"the demo's first day {first} is before EMBED_DAGSTER_START_DATE={settings.start_date}, "
+            "so it is no partition; pass --start, or set an earlier start date",
+            file=sys.stderr,
+        )
+        return 2
     landing = settings.landing
     from embed_dagster.core.warehouse.lake import LakeConfig, Warehouse
 
@@ -49,12 +77,16 @@ def main(argv: list[str] | None = None) -> int:
 
     instance = dg.DagsterInstance.get()
     job = defs.resolve_job_def("embed_comments_job")
+    # Resources from the environment as it is now, not as it was when `defs` was first imported
+    # (the same thing for `make demo`; a test calling main() twice in one process needs it).
+    resources = build_resources(settings)
     for day in days:
         print(f"materializing {day} ...", flush=True)
         try:
             result = job.execute_in_process(
                 partition_key=day.isoformat(),
                 instance=instance,
+                resources=resources,
                 raise_on_error=False,
                 # The step-by-step DEBUG log stays in the instance (and the UI); the terminal gets warnings.
                 run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},

@@ -34,7 +34,7 @@ def format_partition_report(wh: Warehouse, day: date) -> str:
         f"(valid {f['comments']}, quarantined {f['quarantined']})",
         f"  distinct texts      {f['distinct_texts']:>7}",
         f"  embeddings          {f['cached_embeddings']:>7} cached, {f['fresh_embeddings']} fresh "
-        f"({f['fresh_sent']} sent to the server)",
+        f"({f['fresh_truncated']} truncated)",
         f"  clustered comments  {f['clustered']:>7}   in {f['clusters']} clusters, "
         f"noise share {noise_share:.1%}, {f['new_topics']} new topics",
     ]

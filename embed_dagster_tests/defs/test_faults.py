@@ -200,10 +200,12 @@ def test_server_dies_mid_run_and_the_rerun_sends_only_the_rest(srv, day, fault_f
     sent_again = {t for r in srv.embedding_requests for t in r.inputs}
     fault_figures.add("vectors_reembedded_after_resume", len(sent_again & saved_texts))
     assert not sent_again & saved_texts
-    # a full re-run finds the saved vectors in the store before fresh_embeddings runs (the
-    # re-execution of just the failed step is test_kill_resume's case: there they count as resumed)
+    # a full re-run finds the saved vectors in the store before fresh_embeddings runs; this day
+    # stored them, so they stay fresh rows (not cached), resumed rather than sent (issue 14)
     assert asset_metadata(result, "cached_embeddings")["cache/hits_store"] == saved
-    assert meta["texts_sent"] == day["texts"] - saved
+    assert asset_metadata(result, "cached_embeddings")["dagster/partition_row_count"] == 0
+    assert meta["texts_sent"] == day["texts"] - saved and meta["resumed_from_checkpoint"] == saved
+    assert meta["dagster/partition_row_count"] == day["texts"]
     fault_figures.add("partitions_recovered")
 
 

@@ -40,7 +40,7 @@ def runs(tmp_path_factory):
     # no base_url: the in-process encoder (in `make test-fast`, starting any process fails the test)
     resources = pipeline_resources(root / "lake", root / "landing")
     results, loads = {}, {}
-    for day in (DAY1, DAY2, DAY1):  # DAY1 again: everything cached
+    for day in (DAY1, DAY2, DAY1):  # DAY1 again: every vector already stored
         key = day if day not in results else "rerun"
         results[key] = materialize(resources, day)
         loads[key] = local.USEEncoder.loads
@@ -74,10 +74,15 @@ def test_the_model_is_loaded_at_most_once_for_all_runs_of_the_process(runs):
     assert _fresh_meta(runs["results"][DAY2])["client/model_load_seconds"] == 0.0
 
 
-def test_a_fully_cached_day_still_names_what_embeds(runs):
+def test_a_rerun_sends_nothing_yet_reports_the_days_fresh_rows_and_what_embeds(runs):
+    """Issue 14: a re-run found the day's vectors stored; its table and row count stay those of the
+    first run (not 0), the metadata says nothing was sent, and still names the embedder."""
     meta = _fresh_meta(runs["results"]["rerun"])
+    first = _fresh_meta(runs["results"][DAY1])
     assert runs["results"]["rerun"].success
-    assert meta["texts_sent"] == 0 and meta["texts_needed"] == 0
+    assert meta["texts_sent"] == 0 and first["texts_sent"] > 0
+    assert meta["dagster/partition_row_count"] == first["dagster/partition_row_count"] == first["texts_sent"]
+    assert meta["resumed_from_checkpoint"] == meta["texts_needed"] == first["texts_sent"]
     assert meta["server"] == LocalEmbedder.LABEL
 
 

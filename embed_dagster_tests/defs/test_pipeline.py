@@ -20,6 +20,7 @@ from embed_dagster_tests.support.lake import query_arrow
 from embed_dagster_tests.support.pipeline import (
     EMBEDDING_TABLES,
     ORDER_FREE_TABLES,
+    PARTITIONED_TABLES,
     pipeline_resources,
 )
 from embed_dagster_tests.support.pipeline import materialize as support_materialize
@@ -95,7 +96,12 @@ def test_all_checks_pass(pipeline):
         assert all(checks[name] for name in ("conservation", "coverage", "vector_sanity")), checks
 
 
-def test_repeated_text_from_day1_is_cached_on_day2(pipeline):
+def _hashes(db: str, table: str, day: date) -> set[str]:
+    rows = query_arrow(db, f"SELECT text_hash FROM {table} WHERE partition_date = ?", [day])
+    return set(rows.column("text_hash").to_pylist())
+
+
+def test_repeated_text_is_fresh_on_day1_and_cached_on_day2(pipeline):
     db = pipeline["db"]
     shared = (
         query_arrow(
@@ -108,18 +114,11 @@ def test_repeated_text_from_day1_is_cached_on_day2(pipeline):
         .to_pylist()
     )
     assert shared, "the generator repeats texts across days"
-    cached = set(
-        query_arrow(db, "SELECT text_hash FROM cached_embeddings WHERE partition_date = ?", [DAY2])
-        .column("text_hash")
-        .to_pylist()
-    )
-    fresh = set(
-        query_arrow(db, "SELECT text_hash FROM fresh_embeddings WHERE partition_date = ?", [DAY2])
-        .column("text_hash")
-        .to_pylist()
-    )
-    assert set(shared) <= cached
-    assert not set(shared) & fresh
+    # day 1 stored them first: fresh there (and on nothing else), cached on day 2
+    assert set(shared) <= _hashes(db, "fresh_embeddings", DAY1)
+    assert not set(shared) & _hashes(db, "cached_embeddings", DAY1)
+    assert set(shared) <= _hashes(db, "cached_embeddings", DAY2)
+    assert not set(shared) & _hashes(db, "fresh_embeddings", DAY2)
 
 
 def test_embedding_metadata_names_model_and_cache(pipeline):
@@ -138,19 +137,45 @@ def topic_ids(db: str) -> list[tuple]:
     return [tuple(r.values()) for r in rows.to_pylist()]
 
 
-def test_rematerializing_a_partition_replaces_it(pipeline):
+def day_rows(db: str, day: date) -> dict[str, list[str]]:
+    """Every partitioned table's rows of the day, each row as text, sorted: a row set to compare."""
+    return {
+        t: sorted(
+            repr(tuple(r.values()))
+            for r in query_arrow(
+                db, f"SELECT * EXCLUDE (partition_date) FROM {t} WHERE partition_date = ?", [day]
+            ).to_pylist()
+        )
+        for t in PARTITIONED_TABLES
+    }
+
+
+def store_rows(db: str) -> list[str]:
+    rows = query_arrow(db, "SELECT * FROM embedding_store").to_pylist()
+    return sorted(repr(tuple(r.values())) for r in rows)
+
+
+def test_rematerializing_a_partition_rewrites_identical_tables(pipeline):
+    """Issue 14: a re-run of day 1 (after day 2) with unchanged inputs rewrites the same rows in every
+    table, the two embedding tables included: its own vectors stay fresh, sent to no server."""
     db = pipeline["db"]
     topics_before = topic_ids(db)
-    before = counts(db, DAY1)
-    other_before = counts(db, DAY2)
+    before, other_before, store_before = day_rows(db, DAY1), day_rows(db, DAY2), store_rows(db)
+    assert before["fresh_embeddings"] and before["cached_embeddings"] == []  # day 1 came first
+    assert other_before["fresh_embeddings"] and other_before["cached_embeddings"]
     result = materialize(pipeline["resources"], DAY1)
-    after = counts(db, DAY1)
-    for table in TABLES:
+    after = day_rows(db, DAY1)
+    for table in PARTITIONED_TABLES:
         assert after[table] == before[table], table
-    # Every vector now comes from the cache: nothing is embedded twice.
-    assert after["fresh_embeddings"] == 0
-    assert after["cached_embeddings"] == before["cached_embeddings"] + before["fresh_embeddings"]
-    assert counts(db, DAY2) == other_before
+    assert day_rows(db, DAY2) == other_before
+    assert store_rows(db) == store_before  # nothing embedded or stored again
+    meta = {
+        m.asset_key.to_user_string(): m.metadata
+        for m in result.asset_materializations_for_node("fresh_embeddings")
+    }["fresh_embeddings"]
+    assert meta["texts_sent"].value == 0
+    assert meta["dagster/partition_row_count"].value == len(before["fresh_embeddings"])
+    assert meta["resumed_from_checkpoint"].value == len(before["fresh_embeddings"])
     assert all(_check_results(result)[c] for c in ("conservation", "coverage"))
     # Topic IDs of both days survive the re-materialization: no new topics, no shifted IDs.
     assert topic_ids(db) == topics_before
@@ -186,7 +211,9 @@ def test_out_of_order_days_converge_when_rerun_in_order(pipeline, tmp_path):
     for key in set(source.column("model_key").to_pylist()):
         rows = source.filter(pa.compute.equal(source.column("model_key"), key))
         dim = rows.column("dim")[0].as_py()
-        target.save(key, rows.column("text_hash").to_pylist(), arrow_to_matrix(rows.column("vector"), dim))
+        # no origin: copied in, not stored by a run of either day (both days list them as cached)
+        vectors = arrow_to_matrix(rows.column("vector"), dim)
+        target.save(key, rows.column("text_hash").to_pylist(), vectors, partition_date=None)
     materialize(resources, DAY2)
     early = query_arrow(db, "SELECT bool_and(is_new) AS all_new FROM topics WHERE status <> 'emerging'")
     early = early.column("all_new")[0].as_py()

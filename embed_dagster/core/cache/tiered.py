@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Protocol
 
 import numpy as np
@@ -22,7 +23,15 @@ from embed_dagster.core.cache.redis_cache import RedisVectorCache, valid_vectors
 class VectorStoreLike(Protocol):
     def lookup(self, model_key_id: str, hashes: Sequence[str]) -> tuple[list[str], np.ndarray]: ...
 
-    def save(self, model_key_id: str, hashes: Sequence[str], matrix: np.ndarray) -> int: ...
+    def save(
+        self,
+        model_key_id: str,
+        hashes: Sequence[str],
+        matrix: np.ndarray,
+        *,
+        partition_date: date | None,
+        truncated: Sequence[bool] | None = None,
+    ) -> int: ...
 
 
 @dataclass
@@ -125,14 +134,28 @@ class TieredCache:
         self.lookup_s += time.perf_counter() - started
         return LookupResult(hashes=found, matrix=matrix, tiers=tiers, missing=missing)
 
-    def save(self, model_key_id: str, hashes: Sequence[str], matrix: np.ndarray) -> int:
-        """Persist fresh vectors: store first (the record), then Redis. Returns rows new in the store."""
+    def save(
+        self,
+        model_key_id: str,
+        hashes: Sequence[str],
+        matrix: np.ndarray,
+        *,
+        partition_date: date | None,
+        truncated: Sequence[bool] | None = None,
+    ) -> int:
+        """Persist fresh vectors: store first (the record), then Redis. Returns rows new in the store.
+
+        ``partition_date`` (the day being embedded) and ``truncated`` go to the store only: they are
+        what makes the day's fresh/cached split reproducible (Warehouse.save). Redis keeps vectors.
+        """
         self._check_namespace(model_key_id)
         hashes = list(hashes)
         if not hashes:
             return 0
         started = time.perf_counter()
-        inserted = self.store.save(model_key_id, hashes, matrix)
+        inserted = self.store.save(
+            model_key_id, hashes, matrix, partition_date=partition_date, truncated=truncated
+        )
         self.saved_store += inserted
         if self.redis is not None:
             self.redis.set_many(hashes, matrix)

@@ -55,6 +55,10 @@ _RETRYABLE = (
     "failed to commit",
     "catalog write-write",
 )
+# embedding_store rows of one model key (first parameter) for the texts of one day (second parameter)
+_KEY_AND_DAY_TEXTS = (
+    "model_key = ? AND text_hash IN (SELECT text_hash FROM deduplicated_texts WHERE partition_date = ?)"
+)
 _ENSURED: set[tuple[str, str]] = set()  # (catalog, data_path) whose schema this process has ensured
 _ENSURE_LOCK = threading.Lock()
 _SHARED: dict[tuple, Warehouse] = {}
@@ -398,7 +402,15 @@ class Warehouse:
     # -- schema and retries ---------------------------------------------------------------------
 
     def ensure_schema(self) -> None:
-        """Create missing tables and views, once per process and lake (DuckLake has no PRIMARY KEY)."""
+        """Create missing tables, columns and views, once per process and lake (DuckLake has no
+        PRIMARY KEY).
+
+        A lake written by an earlier version gets the columns added since (``ALTER TABLE ... ADD
+        COLUMN``, a catalog-only change in DuckLake: old Parquet files read the new column as NULL).
+        Columns the schema no longer declares (``cached_embeddings.tier``, ``fresh_embeddings.resumed``)
+        are left in place: dropping them would break a process of the previous version still writing
+        them, and nothing reads them; new rows leave them NULL.
+        """
         key = (self.config.catalog, self.config.data_path)
         if key in _ENSURED or self.read_only:
             return
@@ -415,9 +427,18 @@ class Warehouse:
                 views = {
                     r[0] for r in cur.execute(f"SELECT view_name FROM duckdb_views() {where}").fetchall()
                 }
-                for name in TABLES:
+                columns: dict[str, set[str]] = {}
+                for table, column in cur.execute(
+                    f"SELECT table_name, column_name FROM duckdb_columns() {where}"
+                ).fetchall():
+                    columns.setdefault(table, set()).add(column)
+                for name, table in TABLES.items():
                     if name not in existing:
                         cur.execute(ddl(name))
+                        continue
+                    for col in table.columns:
+                        if col.name not in columns.get(name, set()):
+                            cur.execute(f"ALTER TABLE {name} ADD COLUMN {col.name} {col.type}")
                 for name, sql in VIEWS.items():
                     if name not in views:
                         cur.execute(f"CREATE VIEW IF NOT EXISTS {name} AS {sql}")
@@ -577,13 +598,31 @@ class Warehouse:
         )
         return set(rows.column("text_hash").to_pylist())
 
-    def cached_rows(self, day: date) -> pa.Table:
-        """The day's cached_embeddings rows as stored (to rewrite them unchanged, see fresh_embeddings)."""
-        return self._arrow(
-            "SELECT text_hash, model_key, tier FROM cached_embeddings WHERE partition_date = ? "
-            "ORDER BY model_key, text_hash",
-            [day],
+    def embedding_split(self, day: date, model_key_id: str) -> tuple[pa.Table, pa.Table]:
+        """The day's rows of cached_embeddings and fresh_embeddings, derived from the vector store.
+
+        Why from the store and not from what a run found or sent: the split must be a function of the
+        inputs, so that re-running a day rewrites the same rows. A stored text of the day is *fresh*
+        when this day first stored it (its first row's ``first_partition_date`` is the day) and this
+        lake embedded it (``truncated`` known); otherwise *cached*: another day stored it first, it
+        was copied from Redis, or it predates the origin column (NULL, read as earlier than any day).
+        Texts not stored are in neither (to be embedded, or refused by the server and quarantined).
+        Both tables sorted by text_hash.
+        """
+        stored = _first_stored(_KEY_AND_DAY_TEXTS)
+        table = self._arrow(
+            f"""SELECT s.text_hash, s.model_key,
+                       coalesce(s.first_partition_date = ? AND s.truncated IS NOT NULL, false) AS own,
+                       coalesce(s.truncated, false) AS truncated
+                FROM {stored} s
+                ORDER BY s.text_hash""",
+            [day, model_key_id, day],
         )
+        own = table.column("own").to_pylist()
+        keep = pa.array([not o for o in own], pa.bool_())
+        cached = table.filter(keep).select(["text_hash", "model_key"])
+        fresh = table.filter(pa.array(own, pa.bool_())).select(["text_hash", "model_key", "truncated"])
+        return cached, fresh
 
     def rejected_comments(self, day: date, rejected: Mapping[str, str]) -> pa.Table:
         """Every comment of the day whose text the server refused, with the refusal as the reason."""
@@ -618,13 +657,13 @@ class Warehouse:
     def vectors_for_day(self, day: date, model_key_id: str, dim: int) -> tuple[pa.Table, np.ndarray]:
         """The day's distinct texts that have a vector (hash, text, comment_count) and those vectors.
 
-        One join; a (model_key, text_hash) stored twice by two racing runs counts once.
+        One join; a (model_key, text_hash) stored twice by two racing runs counts once, with the
+        vector of its first row (see :func:`_first_stored`).
         """
+        stored = _first_stored(_KEY_AND_DAY_TEXTS)
         table = self._arrow(
-            """SELECT d.text_hash, d.text, d.comment_count, s.vector FROM deduplicated_texts d
-               JOIN (SELECT DISTINCT ON (text_hash) text_hash, vector FROM embedding_store
-                     WHERE model_key = ? AND text_hash IN (
-                         SELECT text_hash FROM deduplicated_texts WHERE partition_date = ?)) s
+            f"""SELECT d.text_hash, d.text, d.comment_count, s.vector FROM deduplicated_texts d
+               JOIN {stored} s
                  ON s.text_hash = d.text_hash
                WHERE d.partition_date = ? ORDER BY d.text_hash""",
             [model_key_id, day, day],
@@ -683,13 +722,16 @@ class Warehouse:
 
     def clustered_text_vectors(self, day: date, model_key_id: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """The day's distinct texts' vectors and cluster ids (for the topic map)."""
+        stored = _first_stored(
+            "model_key = ? AND text_hash IN (SELECT text_hash FROM clusters WHERE partition_date = ?)"
+        )
         table = self._arrow(
-            """SELECT c.text_hash, min(c.cluster_id) AS cluster_id, any_value(s.vector) AS vector
+            f"""SELECT c.text_hash, min(c.cluster_id) AS cluster_id, any_value(s.vector) AS vector
                FROM clusters c
-               JOIN (SELECT text_hash, any_value(vector) AS vector FROM embedding_store
-                     WHERE model_key = ? GROUP BY text_hash) s ON s.text_hash = c.text_hash
+               JOIN {stored} s
+                 ON s.text_hash = c.text_hash
                WHERE c.partition_date = ? GROUP BY c.text_hash ORDER BY c.text_hash""",
-            [model_key_id, day],
+            [model_key_id, day, day],
         )
         labels = np.asarray(table.column("cluster_id").to_pylist(), dtype=np.int64)
         return arrow_to_matrix(table.column("vector"), dim), labels
@@ -785,11 +827,11 @@ class Warehouse:
 
     def day_vectors_with_dims(self, day: date, model_key_id: str) -> pa.Table:
         """(dim, vector) of every stored vector of the day's texts, for the sanity check."""
+        stored = _first_stored(_KEY_AND_DAY_TEXTS)
         return self._arrow(
-            """SELECT DISTINCT ON (s.text_hash) s.dim, s.vector FROM embedding_store s
-               JOIN deduplicated_texts d ON d.text_hash = s.text_hash AND d.partition_date = ?
-               WHERE s.model_key = ?""",
-            [day, model_key_id],
+            f"""SELECT s.dim, s.vector FROM {stored} s
+               JOIN deduplicated_texts d ON d.text_hash = s.text_hash AND d.partition_date = ?""",
+            [model_key_id, day, day],
         )
 
     def clustering_counts(self, day: date) -> dict:
@@ -812,8 +854,8 @@ class Warehouse:
                  (SELECT count(*) FROM deduplicated_texts WHERE partition_date = $d) AS distinct_texts,
                  (SELECT count(*) FROM cached_embeddings WHERE partition_date = $d) AS cached_embeddings,
                  (SELECT count(*) FROM fresh_embeddings WHERE partition_date = $d) AS fresh_embeddings,
-                 (SELECT count(*) FROM fresh_embeddings WHERE partition_date = $d AND NOT resumed)
-                   AS fresh_sent,
+                 (SELECT count(*) FROM fresh_embeddings WHERE partition_date = $d AND truncated)
+                   AS fresh_truncated,
                  (SELECT count(*) FROM quarantine WHERE partition_date = $d) AS quarantined,
                  (SELECT count(*) FROM clusters WHERE partition_date = $d) AS clustered,
                  (SELECT count(DISTINCT cluster_id) FROM clusters
@@ -864,9 +906,9 @@ class Warehouse:
         with self._cursor() as cur:
             _register(cur, "wanted", wanted)
             result = cur.execute(
-                """SELECT DISTINCT ON (s.text_hash) s.text_hash, s.dim, s.vector FROM embedding_store s
-                   SEMI JOIN wanted w ON w.text_hash = s.text_hash
-                   WHERE s.model_key = ? ORDER BY s.text_hash""",
+                f"""SELECT s.text_hash, s.dim, s.vector
+                    FROM {_first_stored("model_key = ? AND text_hash IN (SELECT text_hash FROM wanted)")} s
+                    ORDER BY s.text_hash""",
                 [model_key_id],
             ).fetch_arrow_table()
         if result.num_rows == 0:
@@ -888,28 +930,55 @@ class Warehouse:
             ).fetchall()
         return {r[0] for r in rows}
 
-    def save(self, model_key_id: str, hashes: Sequence[str], matrix: np.ndarray) -> int:
+    def save(
+        self,
+        model_key_id: str,
+        hashes: Sequence[str],
+        matrix: np.ndarray,
+        *,
+        partition_date: date | None,
+        truncated: Sequence[bool] | None = None,
+    ) -> int:
         """Insert the vectors not stored yet, in one transaction; returns how many rows were new.
 
+        ``partition_date`` is the day whose run saves them: it becomes the row's origin
+        (``first_partition_date``), which decides whether a day lists the text as fresh or cached
+        (:meth:`embedding_split`). A text already stored keeps its origin. ``truncated`` is one
+        flag per vector when this lake embedded them; ``None`` (vectors copied from Redis, or from
+        another lake) stores NULL, which marks them as not embedded here.
+
         An anti-join insert instead of a primary key. Two runs saving the same text at the same
-        moment may both insert it (inserts never conflict in DuckLake); every read takes one row
-        per (model_key, text_hash), so the repeat is harmless, and maintenance can drop it.
+        moment may both insert it (inserts never conflict in DuckLake); every read takes the row
+        with the smallest origin (:func:`_first_stored`), so the repeat is harmless, and maintenance
+        can drop it.
         """
         if len(hashes) == 0:
             return 0
         if len(hashes) != len(matrix):
             raise ValueError("hashes and vectors differ in length")
-        rows = pa.table({"text_hash": pa.array(list(hashes), pa.string()), "vector": matrix_to_arrow(matrix)})
+        if truncated is not None and len(truncated) != len(hashes):
+            raise ValueError("hashes and truncated flags differ in length")
+        rows = pa.table(
+            {
+                "text_hash": pa.array(list(hashes), pa.string()),
+                "vector": matrix_to_arrow(matrix),
+                "truncated": pa.array(
+                    [None] * len(hashes) if truncated is None else [bool(t) for t in truncated], pa.bool_()
+                ),
+            }
+        )
         dim = int(matrix.shape[1])
 
         def body(cur: duckdb.DuckDBPyConnection) -> int:
             _register(cur, "new_vectors", rows)
             return cur.execute(
-                """INSERT INTO embedding_store (model_key, text_hash, dim, vector, created_at)
-                   SELECT DISTINCT ON (n.text_hash) ?, n.text_hash, ?, n.vector::FLOAT[], now()
+                """INSERT INTO embedding_store
+                       (model_key, text_hash, dim, vector, created_at, first_partition_date, truncated)
+                   SELECT DISTINCT ON (n.text_hash) ?, n.text_hash, ?, n.vector::FLOAT[], now(), ?::DATE,
+                          n.truncated
                    FROM new_vectors n ANTI JOIN (SELECT text_hash FROM embedding_store WHERE model_key = ?) s
                      ON s.text_hash = n.text_hash""",
-                [model_key_id, dim, model_key_id],
+                [model_key_id, dim, partition_date, model_key_id],
             ).fetchone()[0]
 
         inserted, _ = self._transaction(
@@ -1003,7 +1072,16 @@ class Warehouse:
             for name, table in TABLES.items():
                 if name not in present:
                     continue
-                cols = ", ".join(c.name for c in table.columns)
+                # An old file may lack columns added since (embedding_store's origin and truncated
+                # flag): those stay NULL, which every reader takes as "saved before the column".
+                old_cols = {
+                    r[0]
+                    for r in root.execute(
+                        "SELECT column_name FROM duckdb_columns() WHERE database_name = 'old_wh' "
+                        f"AND table_name = {_sql_string(name)}"
+                    ).fetchall()
+                }
+                cols = ", ".join(c.name for c in table.columns if c.name in old_cols)
                 partitioned = "partition_date" in {c.name for c in table.columns}
 
                 def body(cur, name=name, cols=cols, partitioned=partitioned, table=table):
@@ -1050,6 +1128,19 @@ class Warehouse:
             return {"old": old, "new": new}
         finally:
             cur.close()
+
+
+def _first_stored(where: str) -> str:
+    """A subquery of embedding_store rows matching ``where``, one per (model_key, text_hash).
+
+    Two runs that saved the same text at once may both have inserted it; every reader takes the
+    same row, the one with the smallest origin (NULL, saved before origins were kept, counts as
+    earliest), then the oldest, so reads and the fresh/cached split never depend on scan order.
+    """
+    return f"""(SELECT * FROM embedding_store WHERE {where}
+                QUALIFY row_number() OVER (
+                    PARTITION BY model_key, text_hash
+                    ORDER BY first_partition_date NULLS FIRST, created_at, truncated NULLS FIRST) = 1)"""
 
 
 def _register(cur: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:

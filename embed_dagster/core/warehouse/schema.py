@@ -70,17 +70,25 @@ TABLES: dict[str, Table] = {
         _t(
             "cached_embeddings",
             _PD,
-            ("text_hash", "VARCHAR", "Distinct text whose vector already existed"),
+            (
+                "text_hash",
+                "VARCHAR",
+                "Distinct text of the day whose vector another day first stored (embedding_store."
+                "first_partition_date is not this day), or that only Redis had",
+            ),
             ("model_key", "VARCHAR", "Model key the vector belongs to"),
-            ("tier", "VARCHAR", "Where it was found: redis or store"),
         ),
         _t(
             "fresh_embeddings",
             _PD,
-            ("text_hash", "VARCHAR", "Distinct text embedded for this partition"),
+            (
+                "text_hash",
+                "VARCHAR",
+                "Distinct text of the day whose vector this day first stored (embedded by a run of this "
+                "partition; a re-run lists the same texts without sending them again)",
+            ),
             ("model_key", "VARCHAR", "Model key the vector belongs to"),
-            ("truncated", "BOOLEAN", "Text was cut to the client's length limit before sending"),
-            ("resumed", "BOOLEAN", "Vector was saved by an earlier, interrupted attempt and not re-sent"),
+            ("truncated", "BOOLEAN", "Text was cut to the embedder's length limit before embedding"),
         ),
         _t(
             "embedding_store",
@@ -89,6 +97,18 @@ TABLES: dict[str, Table] = {
             ("dim", "INTEGER", "Vector length"),
             ("vector", "FLOAT[]", "L2-normalized embedding"),
             ("created_at", "TIMESTAMPTZ", "When the vector was saved"),
+            (
+                "first_partition_date",
+                "DATE",
+                "Partition whose run first saved the vector (NULL: saved before this column existed, "
+                "read as earlier than any day)",
+            ),
+            (
+                "truncated",
+                "BOOLEAN",
+                "Text was cut before embedding; NULL when this lake did not embed it (copied from "
+                "Redis, or saved before this column existed)",
+            ),
             primary_key=("model_key", "text_hash"),
         ),
         _t(

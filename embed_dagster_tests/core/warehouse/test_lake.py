@@ -120,8 +120,9 @@ def test_vector_store_roundtrip_isolation_and_repeated_rows(wh):
     a = ModelKey("m", 4, None, 1).id
     b = ModelKey("m", 4, "cluster these", 1).id
     m = np.eye(4, dtype=np.float32)[:3]
-    assert wh.save(a, ["x", "y", "z"], m) == 3
-    assert wh.save(a, ["x", "w"], np.eye(4, dtype=np.float32)[:2]) == 1  # x already stored: not again
+    assert wh.save(a, ["x", "y", "z"], m, partition_date=D1) == 3
+    # x already stored: not again
+    assert wh.save(a, ["x", "w"], np.eye(4, dtype=np.float32)[:2], partition_date=D1) == 1
     hashes, matrix = wh.lookup(a, ["z", "x", "nope"])
     assert hashes == ["x", "z"]
     np.testing.assert_allclose(matrix, m[[0, 2]])
@@ -130,7 +131,7 @@ def test_vector_store_roundtrip_isolation_and_repeated_rows(wh):
     # Two runs racing may both insert a vector (no primary keys in DuckLake): reads take it once.
     wh._transaction(
         lambda cur: cur.execute(
-            "INSERT INTO embedding_store SELECT model_key, text_hash, dim, vector, now() "
+            "INSERT INTO embedding_store SELECT * REPLACE (now() AS created_at) "
             "FROM embedding_store WHERE text_hash = 'x'"
         ),
         what="test: a repeated vector",
