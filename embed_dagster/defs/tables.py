@@ -6,7 +6,7 @@ Why: the six assets each write more than their own table (``deduplicated_texts``
 specs with their producers as dependencies, the graph answers "where do quarantine rows come
 from?", and each shows its description and column schema. They are not materialized on their own:
 their producers write them in the same transaction as their own table and report a materialization
-of them too (``report_side_tables``), so the UI shows their row counts per day.
+of the daily ones too (``report_side_tables``), so the UI shows their row counts per day.
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ from embed_dagster.defs.resources import (
     VectorCacheResource,
     WarehouseResource,
 )
+from embed_dagster.defs.tables import report_side_tables
+from embed_dagster.defs.versions import CODE_VERSIONS
 from embed_dagster.lib.asset_options import COMMON, EMBEDDING_POOL
 from embed_dagster.lib.metadata import definition_metadata, table_metadata
 from embed_dagster.lib.partitions import partition_date
@@ -30,7 +32,7 @@ CHECKPOINT_SECONDS = 2.0
     **COMMON,
     deps=["deduplicated_texts"],
     kinds={"duckdb", "redis"},
-    code_version="2",
+    code_version=CODE_VERSIONS["cached_embeddings"],
     metadata=definition_metadata("cached_embeddings"),
     description="Distinct texts of the day whose vector another day stored first for the current model "
     "key (model + dimensions + instruction + normalization version), or that only Redis (if configured) "
@@ -120,7 +122,7 @@ class _Checkpointer:
     **COMMON,
     deps=["deduplicated_texts", "cached_embeddings"],
     kinds={"duckdb", "sglang", "redis"},
-    code_version="2",
+    code_version=CODE_VERSIONS["fresh_embeddings"],
     pool=EMBEDDING_POOL,
     metadata=definition_metadata("fresh_embeddings"),
     description="Distinct texts of the day whose vector this day first stored: computed by the SGLang "
@@ -188,6 +190,7 @@ def fresh_embeddings(
         message=f"fresh_embeddings {day} run {context.run_id}",
     )
     sent = len(to_send)
+    report_side_tables(context, store, day, ["quarantine"], snapshot)
     return dg.MaterializeResult(
         metadata={
             **table_metadata(store, "fresh_embeddings", day, snapshot),
