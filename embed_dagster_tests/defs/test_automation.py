@@ -23,7 +23,7 @@ from embed_dagster.dev.sample_data import generate_landing
 from embed_dagster.settings import Settings
 from embed_dagster_tests.support.defs import ASSETS
 from embed_dagster_tests.support.lake import query_arrow
-from embed_dagster_tests.support.pipeline import materialize, pipeline_resources
+from embed_dagster_tests.support.pipeline import materialize, own_materialization, pipeline_resources
 
 D1, D2, D3 = date(2025, 1, 1), date(2025, 1, 2), date(2025, 1, 3)
 
@@ -223,7 +223,7 @@ def test_changing_the_dimension_marks_every_partition_stale_and_reembeds_each_te
     for day in days:
         result = dg.materialize(assets, partition_key=day, resources=new_resources, instance=instance)
         assert result.success
-        meta = result.asset_materializations_for_node("fresh_embeddings")[0].metadata
+        meta = own_materialization(result, "fresh_embeddings").metadata
         sent.append(meta["texts_sent"].value)
     distinct = (
         query_arrow(

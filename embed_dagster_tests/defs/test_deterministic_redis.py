@@ -9,7 +9,12 @@ import pytest
 
 from embed_dagster.dev.sample_data import generate_landing
 from embed_dagster_tests.support.lake import query_arrow
-from embed_dagster_tests.support.pipeline import PARTITIONED_TABLES, materialize, pipeline_resources
+from embed_dagster_tests.support.pipeline import (
+    PARTITIONED_TABLES,
+    materialize,
+    own_materialization,
+    pipeline_resources,
+)
 
 pytestmark = pytest.mark.slow  # about 30 s: three materializations and a redis-server
 
@@ -24,8 +29,7 @@ def _day_rows(lake, table: str) -> list[str]:
 
 
 def _meta(result, asset: str) -> dict:
-    (mat,) = result.asset_materializations_for_node(asset)
-    return {k: v.value for k, v in mat.metadata.items()}
+    return {k: v.value for k, v in own_materialization(result, asset).metadata.items()}
 
 
 def test_redis_only_vectors_are_cached_on_every_run_of_the_day(tmp_path, redis_server):

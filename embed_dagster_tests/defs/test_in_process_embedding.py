@@ -15,14 +15,13 @@ from embed_dagster.core.embedding.local import LocalConfig, LocalEmbedder
 from embed_dagster.defs.resources import EmbeddingResource
 from embed_dagster.dev.sample_data import generate_landing
 from embed_dagster_tests.support.lake import query_arrow
-from embed_dagster_tests.support.pipeline import materialize, pipeline_resources
+from embed_dagster_tests.support.pipeline import materialize, own_materialization, pipeline_resources
 
 DAY1, DAY2 = date(2025, 3, 1), date(2025, 3, 2)
 
 
 def _fresh_meta(result: dg.ExecuteInProcessResult) -> dict:
-    (mat,) = result.asset_materializations_for_node("fresh_embeddings")
-    return {k: v.value for k, v in mat.metadata.items()}
+    return {k: v.value for k, v in own_materialization(result, "fresh_embeddings").metadata.items()}
 
 
 def _checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:

@@ -69,3 +69,9 @@ def materialize(
         instance=instance,
         raise_on_error=raise_on_error,
     )
+
+
+def own_materialization(result: dg.ExecuteInProcessResult, asset: str) -> dg.AssetMaterialization:
+    """The asset's own materialization: its step also records the side tables it wrote (quarantine…)."""
+    (event,) = [m for m in result.asset_materializations_for_node(asset) if m.asset_key == dg.AssetKey(asset)]
+    return event
