@@ -1,9 +1,18 @@
-"""Issue 13's backfill figures: (b) one 30,000-comment day run alone; (c) 1,000,000 comments ingested.
+"""Issue 13's backfill figures: (a) a range backfill through the daemon; (b) one 30,000-comment day run
+alone; (c) 1,000,000 comments ingested.
 
 Run ``python -m bench.bench_backfill`` (``make bench-backfill``); it appends its tables to
 docs/benchmarks.md. Nothing here is a timed test: the figures are ratios and shares measured in one
 run, next to the machine's load (``uptime``) at the start and end of each run, because the machines
 this runs on are shared.
+
+(a) generates N days of demo traffic (400 comments a day) and times them three ways: sequentially in one
+plain Python process (``materialize`` of the lineage, day after day, the bundled in-process encoder);
+as one asset backfill of all N days launched through ``dagster dev``'s GraphQL endpoint the way the
+UI's "Materialize all" does, from launch until the backfill and all its runs have finished, for this
+tree; and the same backfill for a git worktree of the design before issue 13 (``--backfill-before``,
+default ``fca2218``), with the same Python environment and landing files. Written to its own section
+(``backfill-range``) so a run of (a) alone leaves (b) and (c) in place.
 
 (b) runs ``dagster asset materialize --select '*' --partition D`` in a fresh ``DAGSTER_HOME`` (the
 repo's dagster.yaml), exactly as a user would, twice: for this tree, and for a git worktree of the
@@ -182,6 +191,206 @@ def render_day(comments: int, results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------- (a) an N-day backfill through the daemon
+
+RANGE_PER_DAY = 400
+RANGE_SEED = 7
+RANGE_BEFORE = "fca2218"  # the design before issue 13's single-run topics backfill
+
+_SEQUENTIAL_CHILD = r"""
+import json, sys, time
+t0 = time.monotonic()
+import datetime as dt
+import embed_dagster
+from embed_dagster_tests.support.pipeline import materialize, pipeline_resources
+lake, landing, start, days = sys.argv[1], sys.argv[2], dt.date.fromisoformat(sys.argv[3]), int(sys.argv[4])
+resources = pipeline_resources(lake, landing)  # no base_url: the bundled encoder, in this process
+t1 = time.monotonic()
+per_day, ok = [], []
+for i in range(days):
+    s = time.monotonic()
+    ok.append(materialize(resources, start + dt.timedelta(days=i), raise_on_error=False).success)
+    per_day.append(time.monotonic() - s)
+print(json.dumps({"import_s": t1 - t0, "loop_s": time.monotonic() - t1, "per_day": per_day, "ok": ok,
+                  "package": embed_dagster.__file__}))
+"""
+
+
+def range_start(days: int) -> dt.date:
+    """The first of ``days`` days that all end before yesterday (so every one is a partition already)."""
+    return dt.date.today() - dt.timedelta(days=days + 1)
+
+
+def range_env(root: Path, landing: Path, start: dt.date) -> dict:
+    from embed_dagster_tests.support.dagster_procs import clean_env as procs_env
+
+    return procs_env(EMBED_DAGSTER_LAKE=str(root / "lake"), EMBED_DAGSTER_LANDING=str(landing),
+                     EMBED_DAGSTER_START_DATE=start.isoformat())
+
+
+def run_sequential(root: Path, landing: Path, start: dt.date, days: int) -> dict:
+    env = range_env(root, landing, start)
+    env["PYTHONPATH"] = str(REPO)
+    print(f"[sequential] {days} days in one process  (load {load_avg()})", flush=True)
+    load_before = load_avg()
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", _SEQUENTIAL_CHILD, str(root / "lake"), str(landing),
+                           start.isoformat(), str(days)], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=7200)
+    wall = time.monotonic() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"[sequential] failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    r.update(wall=wall, days=days, load_before=load_before, load_after=load_avg())
+    print(f"[sequential] {wall:.1f} s ({r['loop_s']:.1f} s materializing, first day "
+          f"{r['per_day'][0]:.1f} s), {sum(r['ok'])}/{days} days succeeded, from {r['package']}  "
+          f"(load {r['load_after']})", flush=True)
+    return r
+
+
+def package_path(tree: Path, env: dict) -> str:
+    """Where ``tree``'s processes import embed_dagster from (the check that the right design runs)."""
+    proc = subprocess.run([sys.executable, "-c", "import embed_dagster; print(embed_dagster.__file__)"],
+                          cwd=tree, env=env, capture_output=True, text=True, timeout=300, check=True)
+    return proc.stdout.strip()
+
+
+def run_range(tree: Path, root: Path, landing: Path, start: dt.date, days: int, label: str) -> dict:
+    from embed_dagster_tests.support import dagster_procs as procs
+
+    env = range_env(root, landing, start)
+    env["PYTHONPATH"] = str(tree)  # this tree's embed_dagster, whatever the venv has installed
+    package = package_path(tree, env)
+    if not package.startswith(str(tree)):
+        raise SystemExit(f"[{label}] embed_dagster loads from {package}, not from {tree}")
+    dev = procs.DagsterDev(root / "dagster_home", env, cwd=tree, workspace=tree / "workspace.yaml",
+                           instance_yaml=tree / "dagster.yaml")
+    print(f"[{label}] dagster dev from {package}  (load {load_avg()})", flush=True)
+    dev.start()
+    try:
+        gql = dev.gql
+        repo = procs.repository_selector(gql)
+        nodes = gql("{ assetNodes { assetKey { path } groupName isMaterializable } }")["assetNodes"]
+        keys = sorted(n["assetKey"]["path"][0] for n in nodes
+                      if n["groupName"] == "comment_topics" and n["isMaterializable"])
+        partitions = [(start + dt.timedelta(days=i)).isoformat() for i in range(days)]
+        params = procs.asset_backfill_params(keys, partitions, f"{days}-day backfill (bench)")
+        run_config = procs.in_process_run_config(gql, repo)
+        if run_config:
+            params["runConfigData"] = json.dumps(run_config)
+        load_before = load_avg()
+        launched_at = time.time()
+        started = time.monotonic()
+        backfill_id = procs.launch_backfill(gql, params)
+        backfill = procs.wait_for_backfills(gql, [backfill_id], timeout_s=7200)[backfill_id]
+        wall = time.monotonic() - started
+        load_after = load_avg()
+        runs = [procs.run_details(gql, r["runId"]) for r in backfill["runs"]]
+    finally:
+        killed = dev.stop()
+    ends = [r["endTime"] for r in runs if r.get("endTime")]
+    begins = [r["startTime"] for r in runs if r.get("startTime")]
+    run_seconds = [r["endTime"] - r["startTime"] for r in runs if r.get("endTime") and r.get("startTime")]
+    statuses = [r["status"] for r in runs]
+    result = dict(label=label, wall=wall, days=days, keys=keys, runs=len(runs), statuses=statuses,
+                  ok=backfill["status"] in ("COMPLETED", "COMPLETED_SUCCESS")
+                  and all(s == "SUCCESS" for s in statuses),
+                  backfill_status=backfill["status"],
+                  last_run_end=(max(ends) - launched_at) if ends else None,
+                  first_run_start=(min(begins) - launched_at) if begins else None,
+                  run_seconds=sum(run_seconds), load_before=load_before, load_after=load_after,
+                  run_config=bool(run_config), killed=len(killed), package=package)
+    print(f"[{label}] {wall:.1f} s launch → done, {len(runs)} runs ({', '.join(sorted(set(statuses)))}), "
+          f"backfill {backfill['status']}, first run started after {result['first_run_start'] or 0:.1f} s, "
+          f"last run ended after {result['last_run_end'] or 0:.1f} s, runs' own time "
+          f"{sum(run_seconds):.1f} s, "
+          f"{len(killed)} processes killed at teardown  (load {load_after})", flush=True)
+    return result
+
+
+def bench_range(days: int, before_ref: str, before_days: int | None, keep: bool) -> tuple[str, dict]:
+    from embed_dagster.dev.sample_data import generate_landing
+
+    start = range_start(days)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-range-"))
+    landing = tmp / "landing"
+    generate_landing(landing, start, days, per_day=RANGE_PER_DAY, seed=RANGE_SEED)
+    load_start = uptime()
+    out: dict = {"days": days, "start": start}
+    try:
+        out["sequential"] = run_sequential(tmp / "sequential", landing, start, days)
+        out["now"] = run_range(REPO, tmp / "now", landing, start, days, "daemon, this tree")
+        if before_ref != "none":
+            commit = before_commit(before_ref)
+            tree = tmp / "before"
+            subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=REPO, check=True,
+                           capture_output=True)
+            try:
+                n = min(before_days or days, days)
+                label = f"daemon, before ({commit[:7]})"
+                out["before"] = run_range(tree, tmp / "then", landing, start, n, label)
+            finally:
+                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO,
+                               capture_output=True)
+    finally:
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    out["load_start"], out["load_end"] = load_start, uptime()
+    return render_range(out), out
+
+
+def render_range(out: dict) -> str:
+    days, seq, now, then = out["days"], out["sequential"], out["now"], out.get("before")
+    lines = [
+        f"### (a) A {days}-day backfill of demo traffic through the daemon",
+        "",
+        f"{days} days of `generate_landing(per_day={RANGE_PER_DAY}, seed={RANGE_SEED})` "
+        f"({out['start']} to {out['start'] + dt.timedelta(days=days - 1)}). *Sequential*: one plain Python "
+        "process (`python -c`, imports and model load included) materializing the lineage day after day "
+        "with the bundled in-process encoder. *Daemon*: `dagster dev` with a fresh DAGSTER_HOME (the "
+        "tree's dagster.yaml), one asset backfill of all days for the materializable assets of group "
+        "`comment_topics` launched over GraphQL as the UI's \"Materialize all\" does, timed from launch "
+        "until the backfill and all its runs have finished (polled every 2 s). *Before*: the same for a "
+        "git worktree of the design before issue 13, same venv and landing files.",
+        "",
+        "| measure | days | wall s | s / day | first run started s | last run ended s | runs "
+        "| runs' own s | all succeeded | load before → after |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| sequential, one process | {days} | {seq['wall']:.1f} | {seq['wall'] / days:.1f} | — | — | — "
+        f"| — | {'yes' if all(seq['ok']) else 'no'} | {seq['load_before']} → {seq['load_after']} |",
+    ]
+    for r in (now, then):
+        if r:
+            lines.append(
+                f"| {r['label']} | {r['days']} | {r['wall']:.1f} | {r['wall'] / r['days']:.1f} "
+                f"| {r['first_run_start'] or 0:.1f} | {r['last_run_end'] or 0:.1f} | {r['runs']} "
+                f"| {r['run_seconds']:.1f} | {'yes' if r['ok'] else 'no: ' + ', '.join(r['statuses'])} "
+                f"| {r['load_before']} → {r['load_after']} |")
+    ratio = now["wall"] / seq["wall"]
+    lines += [
+        "",
+        f"Daemon / sequential (this tree): **{ratio:.2f}×** (target ≤1.5× → "
+        f"{'met' if ratio <= 1.5 else 'not met'}); to the last run's end: "
+        f"{(now['last_run_end'] or 0) / seq['wall']:.2f}×. "
+        f"Sequential: {seq['import_s']:.1f} s imports, then {seq['loop_s']:.1f} s materializing "
+        f"(first day {seq['per_day'][0]:.1f} s with the model load, the others "
+        f"{(sum(seq['per_day'][1:]) / max(days - 1, 1)):.1f} s each on average).",
+    ]
+    if then:
+        speed = (then["wall"] / then["days"]) / (now["wall"] / now["days"])
+        same = " (same days)" if then["days"] == days else (
+            f" — per day: the before design ran only {then['days']} of the {days} days, so this compares "
+            "seconds per day")
+        lines.append(f"Before / this tree: **{speed:.1f}×**{same} (target ≥5× → "
+                     f"{'met' if speed >= 5 else 'not met'}).")
+    lines.append(
+        "*First run started* / *last run ended*: seconds after the launch (the runs' own start and end "
+        "times); *wall* also counts the backfill daemon noticing that the last run ended. *Runs' own s*: "
+        "the runs' durations summed (they overlap: up to 4 run at once).")
+    lines += ["", f"Load at start: `{out['load_start']}`; at end: `{out['load_end']}`."]
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------- (c) ingest + dedup of 1M comments
 
 _INGEST_CHILD = r"""
@@ -257,10 +466,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--before", default=None, help="git ref of the design to compare with; 'none' to skip")
     p.add_argument("--ingest-rows", type=int, default=1_000_000, help="rows for (c); 0 to skip")
     p.add_argument("--skip-day", action="store_true", help="skip (b)")
+    p.add_argument("--backfill-days", type=int, default=30, help="days in the (a) backfill; 0 to skip")
+    p.add_argument("--backfill-before", default=RANGE_BEFORE,
+                   help="git ref of the design (a) compares with; 'none' to skip")
+    p.add_argument("--backfill-before-days", type=int, default=None,
+                   help="fewer days for the before design (its figure is then compared per day)")
     p.add_argument("--keep", action="store_true", help="keep the temporary folders")
     p.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = p.parse_args(argv)
 
+    if args.backfill_days:
+        markdown = render_header_range(args) + "\n\n" + bench_range(
+            args.backfill_days, args.backfill_before, args.backfill_before_days, args.keep)[0]
+        print(markdown)
+        if not args.no_doc:
+            print(f"written to {write_section('backfill-range', markdown)}")
+    if args.skip_day and not args.ingest_rows:
+        return 0  # nothing for the (b)/(c) section: leave its figures in place
     sections = [f"## Backfill (issue 13)\n\nMachine: {machine_description()}. Load at start: `{uptime()}`."]
     if not args.skip_day:
         sections.append(bench_day(args.comments, args.before, args.keep)[0])
@@ -272,6 +494,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_doc:
         print(f"written to {write_section('backfill', markdown)}")
     return 0
+
+
+def render_header_range(args: argparse.Namespace) -> str:
+    return (f"## Backfill (issue 13): a range through the daemon\n\nMachine: {machine_description()}. "
+            f"Command: `python -m bench.bench_backfill --backfill-days {args.backfill_days} "
+            f"--backfill-before {args.backfill_before}"
+            + (f" --backfill-before-days {args.backfill_before_days}" if args.backfill_before_days else "")
+            + " --skip-day --ingest-rows 0`.")
 
 
 if __name__ == "__main__":
