@@ -25,6 +25,7 @@ from embed_dagster_tests.support.dagster_procs import (
     clean_env,
     job_backfill_params,
     launch_backfill,
+    lineage_keys,
     repository_selector,
     run_details,
     run_messages,
@@ -75,10 +76,7 @@ def test_d1_a_killed_run_frees_its_slot_and_is_marked_failed(tmp_path, fault_fig
         with DagsterDev(tmp_path / "home", env, cwd=tmp_path / "cwd") as dev:
             instance = dg.DagsterInstance.from_config(str(dev.home))
             repo = repository_selector(dev.gql)
-            keys = sorted(
-                n["assetKey"]["path"][0]
-                for n in dev.gql("{ assetNodes { assetKey { path } } }")["assetNodes"]
-            )
+            keys = lineage_keys(dev.gql)
             run_a = _launch(dev, repo, keys, DAY_A)
             _wait("run A holding the embedding slot", lambda: run_a in _holders(instance), 240, dev)
             run_b = _launch(dev, repo, keys, DAY_B)

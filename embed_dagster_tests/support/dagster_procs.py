@@ -279,6 +279,15 @@ def asset_backfill_params(asset_keys: Iterable[str], partitions: Iterable[str], 
     }
 
 
+def lineage_keys(gql: GraphQL) -> list[str]:
+    """The assets "Materialize all" on the lineage's group selects: only what can be materialized
+    (the landing folder is observed; the side tables and views are written by their producers),
+    not the unpartitioned lake_maintenance asset of its own group."""
+    nodes = gql("{ assetNodes { assetKey { path } groupName isMaterializable } }")["assetNodes"]
+    lineage = [n for n in nodes if n["groupName"] == "comment_topics" and n["isMaterializable"]]
+    return sorted(n["assetKey"]["path"][0] for n in lineage)
+
+
 def job_backfill_params(
     repo: dict, job: str, asset_keys: Iterable[str], partitions: Iterable[str], title: str
 ) -> dict:
@@ -504,11 +513,7 @@ def ops_backfills(ops_server, local_server):
     gql = ops_server.gql
     # The lineage's assets (group comment_topics), as "Materialize all" on that group does: not the
     # unpartitioned lake_maintenance asset, which has its own job and schedule.
-    # Only what can be materialized: the landing folder (observed) and the side tables and views
-    # (written by their producers) are in the group too.
-    nodes = gql("{ assetNodes { assetKey { path } groupName isMaterializable } }")["assetNodes"]
-    lineage = [n for n in nodes if n["groupName"] == "comment_topics" and n["isMaterializable"]]
-    keys = sorted(n["assetKey"]["path"][0] for n in lineage)
+    keys = lineage_keys(gql)
     started = time.monotonic()
     asset_params = asset_backfill_params(keys, [d.isoformat() for d in BACKFILL_DAYS], "7-day backfill")
     run_config = in_process_run_config(gql, ops_server.repo)
