@@ -31,7 +31,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from embed_dagster.core.clustering.keywords import cluster_keywords, keyword_label
 from embed_dagster.core.clustering.stages import (
     ChainedReducer,
     PCAReducer,
@@ -280,6 +279,10 @@ def summarize_clusters(
     w = np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
     if len(w) != len(labels):
         raise ValueError(f"weights ({len(w)}) and labels ({len(labels)}) differ in length")
+    # Imported here: keywords pulls in scikit-learn (2.3 s of imports), which every run, sensor tick
+    # and CLI call would otherwise pay when the code location loads; only this step needs it.
+    from embed_dagster.core.clustering.keywords import cluster_keywords, keyword_label
+
     keywords = cluster_keywords(texts, labels, w, top_k=top_k_keywords)
     out = []
     for c in sorted(int(c) for c in np.unique(labels) if c >= 0):
