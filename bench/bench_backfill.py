@@ -28,6 +28,7 @@ CLI's wall time minus the ``fresh_embeddings`` and ``clusters`` steps.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -128,6 +129,18 @@ def run_day(tree: Path, root: Path, landing: Path, label: str) -> dict:
     return figures
 
 
+@contextlib.contextmanager
+def before_tree(tmp: Path, commit: str):
+    """A detached git worktree of ``commit`` under ``tmp``, removed afterwards."""
+    tree = tmp / "before"
+    subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=REPO, check=True,
+                   capture_output=True)
+    try:
+        yield tree
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, capture_output=True)
+
+
 def bench_day(comments: int, before: str | None, keep: bool) -> tuple[str, list[dict]]:
     from embed_dagster.dev.sample_data import generate_landing
 
@@ -139,14 +152,8 @@ def bench_day(comments: int, before: str | None, keep: bool) -> tuple[str, list[
         results.append(run_day(REPO, tmp / "now", landing, "in-process (this tree)"))
         if before != "none":
             commit = before_commit(before)
-            tree = tmp / "before"
-            subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=REPO, check=True,
-                           capture_output=True)
-            try:
+            with before_tree(tmp, commit) as tree:
                 results.append(run_day(tree, tmp / "then", landing, f"before ({commit[:10]})"))
-            finally:
-                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO,
-                               capture_output=True)
     finally:
         if not keep:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -322,16 +329,10 @@ def bench_range(days: int, before_ref: str, before_days: int | None, keep: bool)
         out["now"] = run_range(REPO, tmp / "now", landing, start, days, "daemon, this tree")
         if before_ref != "none":
             commit = before_commit(before_ref)
-            tree = tmp / "before"
-            subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=REPO, check=True,
-                           capture_output=True)
-            try:
+            with before_tree(tmp, commit) as tree:
                 n = min(before_days or days, days)
                 label = f"daemon, before ({commit[:7]})"
                 out["before"] = run_range(tree, tmp / "then", landing, start, n, label)
-            finally:
-                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO,
-                               capture_output=True)
     finally:
         if not keep:
             shutil.rmtree(tmp, ignore_errors=True)

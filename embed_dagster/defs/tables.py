@@ -21,34 +21,41 @@ from embed_dagster.lib.asset_options import GROUP, OWNERS
 from embed_dagster.lib.metadata import definition_metadata, table_metadata
 from embed_dagster.lib.partitions import daily_partitions
 
-_PARTITIONED = dict(partitions_def=daily_partitions, group_name=GROUP, owners=OWNERS, kinds={"duckdb"})
+
+def _daily_table(name: str, deps: list[str], description: str) -> dg.AssetSpec:
+    """A daily warehouse table written by ``deps``, with the column schema schema.py declares."""
+    return dg.AssetSpec(
+        name,
+        deps=deps,
+        description=description,
+        metadata=definition_metadata(name),
+        partitions_def=daily_partitions,
+        group_name=GROUP,
+        owners=OWNERS,
+        kinds={"duckdb"},
+    )
+
 
 side_tables = [
-    dg.AssetSpec(
+    _daily_table(
         "quarantine",
-        deps=["raw_comments", "deduplicated_texts", "fresh_embeddings"],
-        description="Every landed row or text set aside, with a readable reason and the asset that set "
+        ["raw_comments", "deduplicated_texts", "fresh_embeddings"],
+        "Every landed row or text set aside, with a readable reason and the asset that set "
         "it aside (`source_asset`): rows that fail validation (raw_comments), texts empty after "
         "normalization (deduplicated_texts), texts the embedding server refused (fresh_embeddings). "
         "With `clusters`, it accounts for every landed row (the conservation check).",
-        metadata=definition_metadata("quarantine"),
-        **_PARTITIONED,
     ),
-    dg.AssetSpec(
+    _daily_table(
         "comment_texts",
-        deps=["deduplicated_texts"],
-        description="Every valid comment of the day mapped to the hash of its normalized text; "
+        ["deduplicated_texts"],
+        "Every valid comment of the day mapped to the hash of its normalized text; "
         "written with deduplicated_texts in one transaction.",
-        metadata=definition_metadata("comment_texts"),
-        **_PARTITIONED,
     ),
-    dg.AssetSpec(
+    _daily_table(
         "cluster_summaries",
-        deps=["clusters"],
-        description="One row per cluster of the day: size, c-TF-IDF keywords, label, representative "
+        ["clusters"],
+        "One row per cluster of the day: size, c-TF-IDF keywords, label, representative "
         "comments and centroid; written with clusters in one transaction, read by topics.",
-        metadata=definition_metadata("cluster_summaries"),
-        **_PARTITIONED,
     ),
     dg.AssetSpec(
         "embedding_store",

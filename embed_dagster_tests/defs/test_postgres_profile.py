@@ -1,19 +1,14 @@
 """The production profile (deploy/postgres/dagster.yaml) against a real PostgreSQL server.
 
-PostgreSQL 15's server binaries refuse to run as root, so the server runs as the `postgres` system
-user, with a throwaway data directory, a free loopback port and its sockets in a temp directory.
+The server is support/postgres.py's throwaway one (PostgreSQL 15 as the `postgres` system user, a
+free loopback port, sockets and data in a temp directory).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import pwd
 import shutil
-import subprocess
-import tempfile
 from datetime import date
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -21,26 +16,19 @@ import pytest
 from embed_dagster.defs.checks import CHECKS
 from embed_dagster.dev.local_server import MODEL_NAME
 from embed_dagster.dev.sample_data import generate_landing
-from embed_dagster_tests.support.dagster_procs import REPO, free_port
+from embed_dagster_tests.support import postgres
+from embed_dagster_tests.support.dagster_procs import REPO
 from embed_dagster_tests.support.defs import ASSETS
 from embed_dagster_tests.support.lake import query_arrow
 from embed_dagster_tests.support.pipeline import pipeline_resources
 
-PG_BIN = Path(os.environ.get("EMBED_DAGSTER_PG_BIN", "/usr/lib/postgresql/15/bin"))
 DAY = date(2025, 1, 1)
 
 
 def _missing() -> str | None:
-    if not (PG_BIN / "initdb").exists() or not (PG_BIN / "pg_ctl").exists():
-        return f"PostgreSQL server binaries not found in {PG_BIN} (set EMBED_DAGSTER_PG_BIN)"
-    try:
-        pwd.getpwnam("postgres")
-    except KeyError:
-        return "no `postgres` system user to run the PostgreSQL server as"
-    if os.geteuid() != 0 and pwd.getpwuid(os.geteuid()).pw_name != "postgres":
-        return "needs root (to run PostgreSQL as the postgres user) or to run as postgres"
-    if os.geteuid() == 0 and not shutil.which("runuser"):
-        return "runuser not found (util-linux)"
+    reason = postgres.missing()
+    if reason:
+        return reason
     try:
         import dagster_postgres  # noqa: F401
     except ImportError:
@@ -48,77 +36,15 @@ def _missing() -> str | None:
     return None
 
 
-def _as_postgres(*cmd: str) -> list[str]:
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else list(cmd)
-
-
 @pytest.fixture(scope="module")
 def postgres_url():
     reason = _missing()
     if reason:
         pytest.skip(reason)
-    # Not pytest's tmp_path: the postgres user must be able to enter it.
-    root = Path(tempfile.mkdtemp(prefix="embed-dagster-pg-"))
-    data, sockets = root / "data", root / "sockets"
-    sockets.mkdir()
-    user = pwd.getpwnam("postgres")
-    for path in (root, sockets):
-        os.chown(path, user.pw_uid, user.pw_gid)
-    port = free_port()
-    run = dict(check=True, capture_output=True, text=True, timeout=120)
-    try:
-        subprocess.run(
-            _as_postgres(
-                str(PG_BIN / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                "dagster",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-instructions",
-            ),
-            **run,
-        )
-        options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
-        subprocess.run(
-            _as_postgres(
-                str(PG_BIN / "pg_ctl"),
-                "-D",
-                str(data),
-                "-l",
-                str(root / "server.log"),
-                "-o",
-                options,
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ),
-            **run,
-        )
-    except subprocess.CalledProcessError as exc:
-        log = (root / "server.log").read_text(errors="replace") if (root / "server.log").exists() else ""
-        shutil.rmtree(root, ignore_errors=True)
-        pytest.fail(f"PostgreSQL did not start: {exc.stderr}\n{log[-2000:]}")
-    try:
-        subprocess.run(
-            _as_postgres(
-                str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "dagster", "dagster"
-            ),
-            **run,
-        )
+    with postgres.postgres_server(user="dagster", database="dagster") as server:
         # `+psycopg2`: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which dagster-postgres
         # does not install (see deploy/README.md).
-        yield f"postgresql+psycopg2://dagster@127.0.0.1:{port}/dagster"
-    finally:
-        subprocess.run(
-            _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"),
-            capture_output=True,
-            timeout=60,
-        )
-        shutil.rmtree(root, ignore_errors=True)
+        yield f"postgresql+psycopg2://dagster@{server['host']}:{server['port']}/dagster"
 
 
 @pytest.fixture(scope="module")

@@ -180,11 +180,22 @@ def fresh_embeddings(
     # (or another run of this one) may have stored some of `todo` since it was read, and the split by
     # first origin gives every stored text of the day to exactly one table, whatever the timing.
     quarantined = store.rejected_comments(day, rejected)
+    split: dict = {}
+
+    def part(i: int):
+        # one read of the split per attempt of the transaction (a retry gets a new `tx`)
+        def rows(tx):
+            if split.get("tx") is not tx:
+                split.update(tx=tx, rows=tx.embedding_split(day, key.id))
+            return split["rows"][i]
+
+        return rows
+
     snapshot = store.replace_partition(
         day,
         {
-            "cached_embeddings": ({}, lambda tx: tx.embedding_split(day, key.id)[0]),
-            "fresh_embeddings": ({}, lambda tx: tx.embedding_split(day, key.id)[1]),
+            "cached_embeddings": ({}, part(0)),
+            "fresh_embeddings": ({}, part(1)),
             "quarantine": ({"source_asset": "fresh_embeddings"}, quarantined),
         },
         message=f"fresh_embeddings {day} run {context.run_id}",
