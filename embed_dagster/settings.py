@@ -79,6 +79,12 @@ class Settings(BaseSettings):
         validation_alias=_env("EMBED_DAGSTER_TIMEZONE"),
         description="When a day ends (its partition exists from then on)",
     )
+    days_per_run: int = Field(
+        0,
+        ge=0,
+        validation_alias=_env("EMBED_DAGSTER_DAYS_PER_RUN"),
+        description="Days a backfill puts in one run; 0 = the whole range in one run",
+    )
     landing_quiet_s: float = Field(
         60.0,
         ge=0,

@@ -1,11 +1,15 @@
-"""Partitioned asset checks: can this day's output be trusted?"""
+"""Partitioned asset checks: can this day's output be trusted? In a range run, each day is checked
+and recorded on its own (``lib.ranges.check_days``)."""
+
+from collections.abc import Iterator
 
 import dagster as dg
 import numpy as np
 
 from embed_dagster.core.warehouse.vector_store import arrow_to_matrix
 from embed_dagster.defs.resources import ClusteringResource, EmbeddingResource, WarehouseResource
-from embed_dagster.lib.partitions import daily_partitions, partition_date
+from embed_dagster.lib.partitions import daily_partitions
+from embed_dagster.lib.ranges import check_days
 
 NORM_TOLERANCE = 1e-3
 
@@ -17,9 +21,13 @@ NORM_TOLERANCE = 1e-3
     description="Nothing lost, nothing doubled: every row read from the landing files is either a "
     "clustered comment (noise included) or a quarantine row, exactly once.",
 )
-def conservation(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    day = partition_date(context)
-    n = warehouse.open(context.log).conservation_counts(day)
+def conservation(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> Iterator:
+    wh = warehouse.open(context.log)
+    yield from check_days(context, lambda day: _conservation(context, wh, day))
+
+
+def _conservation(context: dg.AssetCheckExecutionContext, wh, day) -> dg.AssetCheckResult:
+    n = wh.conservation_counts(day)
     lost = n["rows_read"] - n["clustered"] - n["quarantined"]
     doubled = n["clustered"] - n["clustered_distinct"] + n["in_both"]
     # The files' own row count, taken by ingest's separate simple reader and kept in raw_comments'
@@ -60,12 +68,16 @@ def _landing_rows(context: dg.AssetCheckExecutionContext, day) -> int | None:
 )
 def coverage(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, embedding: EmbeddingResource
-) -> dg.AssetCheckResult:
-    day = partition_date(context)
+) -> Iterator:
     key = embedding.model_key().id
-    n = warehouse.open(context.log).coverage_counts(day, key)
-    passed = n["missing"] == 0 and n["duplicated"] == 0 and n["not_in_store"] == 0
-    return dg.AssetCheckResult(passed=passed, metadata={**n, "model_key": key})
+    wh = warehouse.open(context.log)
+
+    def one_day(day) -> dg.AssetCheckResult:
+        n = wh.coverage_counts(day, key)
+        passed = n["missing"] == 0 and n["duplicated"] == 0 and n["not_in_store"] == 0
+        return dg.AssetCheckResult(passed=passed, metadata={**n, "model_key": key})
+
+    yield from check_days(context, one_day)
 
 
 @dg.asset_check(
@@ -75,10 +87,14 @@ def coverage(
 )
 def vector_sanity(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, embedding: EmbeddingResource
-) -> dg.AssetCheckResult:
-    day = partition_date(context)
+) -> Iterator:
     key = embedding.model_key()
-    table = warehouse.open(context.log).day_vectors_with_dims(day, key.id)
+    wh = warehouse.open(context.log)
+    yield from check_days(context, lambda day: _vector_sanity(wh, day, key))
+
+
+def _vector_sanity(wh, day, key) -> dg.AssetCheckResult:
+    table = wh.day_vectors_with_dims(day, key.id)
     dims = set(table.column("dim").to_pylist())
     wrong_dim = sorted(dims - {key.dimensions})
     if wrong_dim:
@@ -106,9 +122,13 @@ def vector_sanity(
 )
 def clustering_health(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, clustering: ClusteringResource
-) -> dg.AssetCheckResult:
-    day = partition_date(context)
-    n = warehouse.open(context.log).clustering_counts(day)
+) -> Iterator:
+    wh = warehouse.open(context.log)
+    yield from check_days(context, lambda day: _clustering_health(wh, day, clustering))
+
+
+def _clustering_health(wh, day, clustering: ClusteringResource) -> dg.AssetCheckResult:
+    n = wh.clustering_counts(day)
     share = n["noise"] / n["comments"] if n["comments"] else 0.0
     problems = []
     if share > clustering.max_noise_share:

@@ -39,6 +39,9 @@ class MaintenanceConfig(dg.Config):
 
 @dg.asset(
     group_name="maintenance",
+    # Not partitioned, so it runs once in any run. The policy only lets Dagster's CLI accept
+    # `--select '*' --partition-range A...B` (it refuses a range if any selected asset lacks it).
+    backfill_policy=dg.BackfillPolicy.single_run(),
     owners=["team:comment-insights"],
     kinds={"duckdb"},
     description="Compacts the DuckLake lake: merges adjacent small Parquet files, expires snapshots "

@@ -21,6 +21,7 @@ from embed_dagster_tests.support.pipeline import (
     EMBEDDING_TABLES,
     ORDER_FREE_TABLES,
     PARTITIONED_TABLES,
+    own_materialization,
     pipeline_resources,
 )
 from embed_dagster_tests.support.pipeline import materialize as support_materialize
@@ -221,3 +222,49 @@ def test_out_of_order_days_converge_when_rerun_in_order(pipeline, tmp_path):
     materialize(resources, DAY1)
     materialize(resources, DAY2)
     assert topic_ids(db) == topic_ids(pipeline["db"])
+
+
+def test_one_range_run_equals_the_days_run_one_by_one(pipeline, tmp_path):
+    """A backfill's range run (every asset walks DAY1..DAY2 in one run, each day in its own
+    transaction) writes the tables the day-by-day runs wrote, and records each day on its own:
+    its own metadata for every asset and its own evaluation for every check."""
+    db = str(tmp_path / "lake")
+    resources = {**pipeline["resources"], "warehouse": WarehouseResource(root=db)}
+    result = support_materialize(resources, f"{DAY1}...{DAY2}")
+    assert result.success
+    days = [DAY1.isoformat(), DAY2.isoformat()]
+    for table in [*TABLES, *EMBEDDING_TABLES]:
+        columns = [
+            c for c in query_arrow(db, f"SELECT * FROM {table} LIMIT 0").column_names if c != "created_at"
+        ]
+        sql = f"SELECT {', '.join(columns)} FROM {table} ORDER BY ALL"
+        assert query_arrow(db, sql).to_pylist() == query_arrow(pipeline["db"], sql).to_pylist(), table
+    for asset in ("raw_comments", "deduplicated_texts", "cached_embeddings", "fresh_embeddings", "clusters"):
+        ranged = {
+            m.partition: m.metadata
+            for m in result.asset_materializations_for_node(asset)
+            if m.asset_key == dg.AssetKey(asset)
+        }
+        assert sorted(ranged) == days, asset
+        for day in (DAY1, DAY2):
+            daily = own_materialization(pipeline["results"][day], asset).metadata
+            key = "dagster/partition_row_count"
+            assert ranged[day.isoformat()][key] == daily[key], (asset, day)
+            assert ranged[day.isoformat()]["run/days"].value == 2
+    fresh = {
+        m.partition: m.metadata
+        for m in result.asset_materializations_for_node("fresh_embeddings")
+        if m.asset_key == dg.AssetKey("fresh_embeddings")
+    }
+    for day in (DAY1, DAY2):
+        daily = own_materialization(pipeline["results"][day], "fresh_embeddings").metadata
+        assert fresh[day.isoformat()]["texts_sent"] == daily["texts_sent"], day  # per day, not summed
+    evaluations = [e for e in result.get_asset_check_evaluations() if e.partition is not None]
+    by_check: dict[str, list[str]] = {}
+    for e in evaluations:
+        by_check.setdefault(e.check_name, []).append(e.partition)
+        if e.check_name != "clustering_health":  # a warning: the data decides it
+            assert e.passed, (e.check_name, e.partition, e.metadata)
+    assert {k: sorted(v) for k, v in by_check.items()} == {
+        c: days for c in ("conservation", "coverage", "vector_sanity", "clustering_health")
+    }

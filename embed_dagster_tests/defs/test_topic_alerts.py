@@ -107,14 +107,23 @@ def test_one_range_run_walks_the_days_in_order_and_gives_the_day_by_day_topics(t
         tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
     )
     assert ranged.success
-    (materialization,) = ranged.asset_materializations_for_node("topics")[:1]
-    assert materialization.metadata["days_in_run"].value == 7
-    (evaluation,) = ranged.get_asset_check_evaluations()  # one evaluation for the range
-    alert_days = {a["day"] for a in evaluation.metadata["alerts"].value}
+    # every day keeps its own figures and its own check evaluation, as a day-by-day run records them
+    materializations = {m.partition: m for m in ranged.asset_materializations_for_node("topics")}
+    assert sorted(materializations) == [d.isoformat() for d, _ in plan]
+    assert {m.metadata["run/days"].value for m in materializations.values()} == {7}
+    rows_per_day = {p: m.metadata["dagster/partition_row_count"].value for p, m in materializations.items()}
+    assert rows_per_day == {d.isoformat(): len(s) for d, s in plan}
+    evaluations = ranged.get_asset_check_evaluations()
+    per_day = {e.partition: e for e in evaluations if e.partition is not None}
+    (summary,) = [e for e in evaluations if e.partition is None]  # the run's result: all days together
+    assert sorted(per_day) == sorted(materializations)
+    alert_days = {p for p, e in per_day.items() if not e.passed}
+    assert all(a["day"] == p for p, e in per_day.items() for a in e.metadata["alerts"].value)
     flagged = query_arrow(
         roots["daily"], "SELECT DISTINCT partition_date FROM topics WHERE surging OR large_new"
     ).column("partition_date")
-    assert not evaluation.passed and "2025-01-06" in alert_days
+    assert "2025-01-06" in alert_days and not summary.passed
+    assert summary.metadata["run/failed_days"].value == len(alert_days)
     assert alert_days == {d.isoformat() for d in flagged.to_pylist()}  # the daily runs' alerts, all of them
 
     columns = "partition_date, cluster_id, topic_id, status, is_new, first_seen, size, label, surging"

@@ -445,6 +445,10 @@ def in_process_run_config(gql: GraphQL, repo: dict, job: str = "__ASSET_JOB") ->
 
 FIRST_DAY = date(2025, 1, 1)
 BACKFILL_DAYS = [FIRST_DAY + timedelta(days=i) for i in range(7)]  # the asset graph's backfill
+# Days per backfill run in the ops server (EMBED_DAGSTER_DAYS_PER_RUN): 7 days make runs of 3, 3 and 1,
+# so the chunked policy (multi_run) is what the daemon runs here; the default (one run for the whole
+# range) is what `dagster asset materialize --partition-range` runs (test_cli).
+DAYS_PER_RUN = 3
 JOB_DAYS = [FIRST_DAY + timedelta(days=i) for i in range(7, 9)]  # the job page's backfill
 # 150 rows a day (about 110 distinct texts): with 60-100 rows the default recipe finds no cluster
 # at all on some days (all noise), and clusters/topics would be compared empty.
@@ -474,6 +478,7 @@ def ops_server(tmp_path_factory, local_server):
         SGLANG_API_KEY=SECRET,
         EMBED_DAGSTER_LAKE=str(root / "lake"),
         EMBED_DAGSTER_LANDING=str(landing),
+        EMBED_DAGSTER_DAYS_PER_RUN=str(DAYS_PER_RUN),
     )
     dev = DagsterDev(root / "dagster_home", env, cwd=root / "cwd")
     dev.start()

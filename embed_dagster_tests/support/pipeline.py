@@ -60,11 +60,16 @@ def materialize(
     instance: dg.DagsterInstance | None = None,
     raise_on_error: bool = True,
 ) -> dg.ExecuteInProcessResult:
-    """The whole lineage and its checks for one day, in process."""
+    """The whole lineage and its checks for one day, or for a range ``"A...B"`` in one run (as a
+    backfill or ``--partition-range`` runs it), in process."""
     key = day if isinstance(day, str) else day.isoformat()
+    first, _, last = key.partition("...")
     return dg.materialize(
         [*ASSETS, *CHECKS],
-        partition_key=key,
+        partition_key=None if last else key,
+        tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+        if last
+        else None,
         resources=resources,
         instance=instance,
         raise_on_error=raise_on_error,

@@ -582,14 +582,39 @@ class Warehouse:
         return rows.column("text_hash").to_pylist()
 
     def texts_to_embed(self, day: date, model_key_id: str) -> pa.Table:
-        """The day's distinct texts (hash, text) that cached_embeddings did not list for this key."""
+        """The day's distinct texts (hash, text) with no stored vector among those cached_embeddings
+        listed for this key.
+
+        cached_embeddings can list a text before its vector exists: in a range run it lists a text
+        that an earlier day of the range embeds first (``pending_from_earlier_days``). Should that
+        day's server have refused it, this day sends it again (and quarantines its comments too).
+        """
         return self._arrow(
             """SELECT d.text_hash, d.text FROM deduplicated_texts d
                WHERE d.partition_date = ? AND d.text_hash NOT IN (
-                   SELECT text_hash FROM cached_embeddings WHERE partition_date = ? AND model_key = ?)
+                   SELECT c.text_hash FROM cached_embeddings c
+                   WHERE c.partition_date = ? AND c.model_key = ? AND c.text_hash IN (
+                       SELECT text_hash FROM embedding_store WHERE model_key = ?))
                ORDER BY d.text_hash""",
-            [day, day, model_key_id],
+            [day, day, model_key_id, model_key_id],
         )
+
+    def pending_from_earlier_days(self, day: date, model_key_id: str, since: date) -> list[str]:
+        """Texts of ``day`` with no stored vector that a day in ``[since, day)`` also holds.
+
+        A range run looks every day up before it embeds any: these are the texts the earlier day's
+        embedding will store first, so they are *cached* on ``day``, exactly as when the days run one
+        by one (fresh on the first day that stored them)."""
+        rows = self._arrow(
+            """SELECT d.text_hash FROM deduplicated_texts d
+               WHERE d.partition_date = ?
+                 AND d.text_hash IN (SELECT text_hash FROM deduplicated_texts
+                                     WHERE partition_date >= ? AND partition_date < ?)
+                 AND d.text_hash NOT IN (SELECT text_hash FROM embedding_store WHERE model_key = ?)
+               ORDER BY d.text_hash""",
+            [day, since, day, model_key_id],
+        )
+        return rows.column("text_hash").to_pylist()
 
     def cached_hashes(self, day: date, model_key_id: str) -> set[str]:
         rows = self._arrow(

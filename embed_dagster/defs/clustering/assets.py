@@ -16,7 +16,7 @@ from embed_dagster.defs.tables import report_side_tables
 from embed_dagster.defs.versions import CODE_VERSIONS
 from embed_dagster.lib.asset_options import COMMON
 from embed_dagster.lib.metadata import definition_metadata, markdown_table, png_markdown, table_metadata
-from embed_dagster.lib.partitions import partition_date
+from embed_dagster.lib.ranges import materialize_days
 
 MAP_TOP = 12  # clusters named on the map, and listed in the top_clusters table: the same ones
 
@@ -37,9 +37,17 @@ def clusters(
     embedding: EmbeddingResource,
     clustering: ClusteringResource,
 ) -> dg.MaterializeResult:
-    day = partition_date(context)
     key = embedding.model_key()
     wh = warehouse.open(context.log)
+    try:
+        config = clustering.config()
+    except ValueError as exc:
+        raise dg.Failure(description=f"invalid clustering configuration: {exc}") from None
+    maps_dir = warehouse.maps_dir()
+    return materialize_days(context, lambda day: _clusters_day(context, wh, key, config, maps_dir, day))
+
+
+def _clusters_day(context, wh, key, config, maps_dir, day) -> dict:
     texts, matrix = wh.vectors_for_day(day, key.id, key.dimensions)
     expected = wh.expected_vector_count(day)
     if expected != texts.num_rows:
@@ -48,10 +56,6 @@ def clusters(
             f"{key.id}. Materialize cached_embeddings and fresh_embeddings for this partition with the "
             "same embedding settings first."
         )
-    try:
-        config = clustering.config()
-    except ValueError as exc:
-        raise dg.Failure(description=f"invalid clustering configuration: {exc}") from None
     result = cluster_vectors(matrix, config)
     hashes = texts.column("text_hash").to_pylist()
     counts = np.asarray(texts.column("comment_count").to_pylist(), dtype=np.int64)
@@ -65,7 +69,7 @@ def clusters(
     )
     comment_rows = wh.comment_assignments(day, by_hash)
     summary_rows = _summaries_table(summaries)
-    map_path = warehouse.maps_dir() / f"clusters_{day.isoformat()}.png"
+    map_path = maps_dir / f"clusters_{day.isoformat()}.png"
     # The map names the MAP_TOP largest clusters and the top_clusters table lists exactly those.
     named = map_clusters(result.labels, MAP_TOP)
     by_id = {s.cluster_id: s for s in summaries}
@@ -86,29 +90,27 @@ def clusters(
     n_comments = comment_rows.num_rows
     noise_comments = int(counts[result.labels == -1].sum()) if len(counts) else 0
     report_side_tables(context, wh, day, ["cluster_summaries"], snapshot)
-    return dg.MaterializeResult(
-        metadata={
-            **table_metadata(wh, "clusters", day, snapshot),
-            "comments": n_comments,
-            "distinct_texts": texts.num_rows,
-            "clusters": result.n_clusters,
-            "noise_share": round(noise_comments / n_comments, 4) if n_comments else 0.0,
-            "noise_share_texts_before_reassignment": round(float(result.noise_share_before), 4),
-            "noise_share_texts_after_reassignment": round(float(result.noise_share_after), 4),
-            "recipe": dg.MetadataValue.json(result.params),
-            "timings_s": dg.MetadataValue.json({k: round(v, 3) for k, v in result.timings.items()}),
-            "top_clusters": markdown_table(
-                ["cluster", "comments", "label (as on the map)", "representative comments"],
-                [
-                    (c, int(by_id[c].size), by_id[c].label, " / ".join(by_id[c].representatives[:2]))
-                    for c in named
-                    if c in by_id
-                ],
-            ),
-            "cluster_map": png_markdown(png, f"cluster map {day}"),
-            "cluster_map_path": dg.MetadataValue.path(str(map_path)),
-        }
-    )
+    return {
+        **table_metadata(wh, "clusters", day, snapshot),
+        "comments": n_comments,
+        "distinct_texts": texts.num_rows,
+        "clusters": result.n_clusters,
+        "noise_share": round(noise_comments / n_comments, 4) if n_comments else 0.0,
+        "noise_share_texts_before_reassignment": round(float(result.noise_share_before), 4),
+        "noise_share_texts_after_reassignment": round(float(result.noise_share_after), 4),
+        "recipe": dg.MetadataValue.json(result.params),
+        "timings_s": dg.MetadataValue.json({k: round(v, 3) for k, v in result.timings.items()}),
+        "top_clusters": markdown_table(
+            ["cluster", "comments", "label (as on the map)", "representative comments"],
+            [
+                (c, int(by_id[c].size), by_id[c].label, " / ".join(by_id[c].representatives[:2]))
+                for c in named
+                if c in by_id
+            ],
+        ),
+        "cluster_map": png_markdown(png, f"cluster map {day}"),
+        "cluster_map_path": dg.MetadataValue.path(str(map_path)),
+    }
 
 
 def _summaries_table(summaries: list[ClusterSummary]) -> pa.Table:

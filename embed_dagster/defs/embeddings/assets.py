@@ -7,10 +7,12 @@ of a day with unchanged inputs rewrites the same rows in both tables (issue 14);
 itself did (tiers hit, texts sent, vectors resumed) is in the materialization metadata.
 """
 
+import contextlib
 import time
 
 import dagster as dg
 import numpy as np
+import pyarrow as pa
 
 from embed_dagster.core.embedding.base import EmbedderError
 from embed_dagster.defs.resources import (
@@ -22,7 +24,8 @@ from embed_dagster.defs.tables import report_side_tables
 from embed_dagster.defs.versions import CODE_VERSIONS
 from embed_dagster.lib.asset_options import COMMON, EMBEDDING_POOL
 from embed_dagster.lib.metadata import definition_metadata, table_metadata
-from embed_dagster.lib.partitions import partition_date
+from embed_dagster.lib.partitions import partition_dates
+from embed_dagster.lib.ranges import materialize_days
 
 CHECKPOINT_ROWS = 2048
 CHECKPOINT_SECONDS = 2.0
@@ -46,10 +49,14 @@ def cached_embeddings(
     embedding: EmbeddingResource,
     vector_cache: VectorCacheResource,
 ) -> dg.MaterializeResult:
-    day = partition_date(context)
     key = embedding.model_key()
     store = warehouse.open(context.log)
     store.register_model_key(key)
+    first = partition_dates(context)[0]
+    return materialize_days(context, lambda day: _cached_day(context, store, key, vector_cache, day, first))
+
+
+def _cached_day(context, store, key, vector_cache: VectorCacheResource, day, range_start) -> dict:
     hashes = store.partition_hashes(day)
     cache = vector_cache.tiered(store, key, context.log)
     found = cache.lookup(key.id, hashes)
@@ -65,24 +72,30 @@ def cached_embeddings(
             vectors = found.matrix[[index[h] for h in missing]]
             copied = store.save(key.id, missing, vectors, partition_date=day)
     cached_rows, own_rows = store.embedding_split(day, key.id)
+    # In a range run, fresh_embeddings runs after every day was looked up: a text an earlier day of
+    # the range will embed first is cached here, as it is when the days run one by one.
+    pending = store.pending_from_earlier_days(day, key.id, range_start) if day > range_start else []
+    if pending:
+        cached_rows = pa.concat_tables(
+            [cached_rows, pa.table({"text_hash": pending, "model_key": [key.id] * len(pending)})]
+        ).sort_by("text_hash")
     snapshot = store.replace_partition(
         day, {"cached_embeddings": ({}, cached_rows)}, message=f"cached_embeddings {day} run {context.run_id}"
     )
-    return dg.MaterializeResult(
-        metadata={
-            **table_metadata(store, "cached_embeddings", day, snapshot),
-            "model": key.model,
-            "dimensions": key.dimensions,
-            "model_key": key.id,
-            "distinct_texts": len(hashes),
-            "cache_hits": len(found.hashes),
-            "cache_misses": len(hashes) - len(found.hashes),
-            # found in a tier but first stored by this day (a re-run): listed in fresh_embeddings
-            "own_vectors_found": own_rows.num_rows,
-            "copied_from_redis": copied,
-            **{f"cache/{k}": v for k, v in cache.metadata().items()},
-        }
-    )
+    return {
+        **table_metadata(store, "cached_embeddings", day, snapshot),
+        "model": key.model,
+        "dimensions": key.dimensions,
+        "model_key": key.id,
+        "distinct_texts": len(hashes),
+        "cache_hits": len(found.hashes),
+        "cache_misses": len(hashes) - len(found.hashes),
+        # found in a tier but first stored by this day (a re-run): listed in fresh_embeddings
+        "own_vectors_found": own_rows.num_rows,
+        "copied_from_redis": copied,
+        "pending_from_earlier_days": len(pending),
+        **{f"cache/{k}": v for k, v in cache.metadata().items()},
+    }
 
 
 class _Checkpointer:
@@ -137,10 +150,28 @@ def fresh_embeddings(
     embedding: EmbeddingResource,
     vector_cache: VectorCacheResource,
 ) -> dg.MaterializeResult:
-    day = partition_date(context)
     key = embedding.model_key()
     store = warehouse.open(context.log)
     store.register_model_key(key)
+    server = embedding.server_label()  # what embeds for this model key, even on a fully cached day
+    with contextlib.ExitStack() as stack:
+        embedders: list = []
+
+        def embedder():
+            # Opened at the first day with texts to send, once per run: a range loads the model (or
+            # opens the client's connection pool) once, and a fully cached range never does.
+            if not embedders:
+                embedders.append(stack.enter_context(embedding.embedder(context.log)))
+            return embedders[0]
+
+        return materialize_days(
+            context, lambda day: _fresh_day(context, store, key, server, vector_cache, embedder, day)
+        )
+
+
+def _fresh_day(
+    context, store, key, server: str, vector_cache: VectorCacheResource, embedder_for, day
+) -> dict:
     todo = store.texts_to_embed(day, key.id)
     todo_hashes = todo.column("text_hash").to_pylist()
     resumed = store.existing(key.id, todo_hashes)
@@ -153,21 +184,21 @@ def fresh_embeddings(
     truncated: dict[str, bool] = {}
     rejected: dict[str, str] = {}
     client_stats: dict = {}
-    server = embedding.server_label()  # what embeds for this model key, even on a fully cached day
     started = time.monotonic()
     if to_send:
         checkpoint = _Checkpointer(cache, key.id, day)
         try:
-            with embedding.embedder(context.log) as embedder:
-                context.log.info(f"embedding {len(to_send)} texts with {embedder.label}")
-                try:
-                    for outcome in embedder.embed_stream(iter(to_send), total=len(to_send)):
-                        checkpoint.add(outcome.keys, outcome.vectors, outcome.truncated)
-                        truncated.update(zip(outcome.keys, outcome.truncated))
-                        rejected.update(outcome.rejected)
-                finally:
-                    checkpoint.flush()
-                    client_stats = embedder.stats.as_metadata()
+            embedder = embedder_for()
+            context.log.info(f"embedding {len(to_send)} texts of {day} with {embedder.label}")
+            before = embedder.stats.as_metadata()
+            try:
+                for outcome in embedder.embed_stream(iter(to_send), total=len(to_send)):
+                    checkpoint.add(outcome.keys, outcome.vectors, outcome.truncated)
+                    truncated.update(zip(outcome.keys, outcome.truncated))
+                    rejected.update(outcome.rejected)
+            finally:
+                checkpoint.flush()
+                client_stats = _stats_since(before, embedder.stats.as_metadata())
         except EmbedderError as exc:
             raise dg.Failure(
                 description=f"embedding failed for {day}: {exc}. {checkpoint.saved} vectors were saved "
@@ -202,22 +233,39 @@ def fresh_embeddings(
     )
     sent = len(to_send)
     report_side_tables(context, store, day, ["quarantine"], snapshot)
-    return dg.MaterializeResult(
-        metadata={
-            **table_metadata(store, "fresh_embeddings", day, snapshot),
-            "model": key.model,
-            "dimensions": key.dimensions,
-            "model_key": key.id,
-            "server": server,
-            "texts_needed": len(todo_hashes),
-            "texts_sent": sent,
-            "resumed_from_checkpoint": len(resumed),
-            "truncated_texts": sum(truncated.values()),
-            "rejected_texts": len(rejected),
-            "quarantined_comments": quarantined.num_rows,
-            "seconds": round(elapsed, 3),
-            "texts_per_s": round(sent / elapsed, 1) if sent and elapsed > 0 else 0.0,
-            **{f"client/{k}": v for k, v in client_stats.items()},
-            **{f"cache/{k}": v for k, v in cache.metadata().items()},
-        }
-    )
+    return {
+        **table_metadata(store, "fresh_embeddings", day, snapshot),
+        "model": key.model,
+        "dimensions": key.dimensions,
+        "model_key": key.id,
+        "server": server,
+        "texts_needed": len(todo_hashes),
+        "texts_sent": sent,
+        "resumed_from_checkpoint": len(resumed),
+        "truncated_texts": sum(truncated.values()),
+        "rejected_texts": len(rejected),
+        "quarantined_comments": quarantined.num_rows,
+        "seconds": round(elapsed, 3),
+        "texts_per_s": round(sent / elapsed, 1) if sent and elapsed > 0 else 0.0,
+        **{f"client/{k}": v for k, v in client_stats.items()},
+        **{f"cache/{k}": v for k, v in cache.metadata().items()},
+    }
+
+
+_NOT_COUNTERS = {"texts_per_s", "served_dimensions", "wire_format"}
+
+
+def _stats_since(before: dict, after: dict) -> dict:
+    """The client's counters for one day of a run that reuses one embedder for several days.
+
+    Counters (texts, requests, seconds, model load) are differences; the rate is recomputed from
+    them; what is not a counter (served dimension, wire format) is taken as it is now.
+    """
+    out = {
+        k: (v if k in _NOT_COUNTERS or not isinstance(v, int | float) else round(v - before.get(k, 0), 3))
+        for k, v in after.items()
+    }
+    if "texts_per_s" in out:
+        seconds = out.get("seconds", 0)
+        out["texts_per_s"] = round(out.get("texts_embedded", 0) / seconds, 1) if seconds else 0.0
+    return out

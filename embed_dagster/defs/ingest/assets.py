@@ -15,7 +15,7 @@ from embed_dagster.defs.tables import report_side_tables
 from embed_dagster.defs.versions import CODE_VERSIONS
 from embed_dagster.lib.asset_options import COMMON
 from embed_dagster.lib.metadata import definition_metadata, markdown_table, table_metadata
-from embed_dagster.lib.partitions import partition_date
+from embed_dagster.lib.ranges import materialize_days
 
 
 def _quarantine_preview(rejected: pa.Table, limit: int = 10) -> dg.MetadataValue:
@@ -38,14 +38,24 @@ def _quarantine_preview(rejected: pa.Table, limit: int = 10) -> dg.MetadataValue
 def raw_comments(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing: LandingResource
 ) -> dg.MaterializeResult:
-    day = partition_date(context)
+    wh = warehouse.open(context.log)
+    # Nothing landed may vanish without a word: marker files skipped, folders no run reads.
+    malformed = scan_landing(landing.path())[1]
+    if malformed:
+        context.log.warning(
+            f"{len(malformed)} entries under {landing.root}/comments are not date=YYYY-MM-DD folders "
+            f"and are never read: {', '.join(malformed[:20])}"
+        )
+    return materialize_days(context, lambda day: _raw_comments_day(context, wh, landing, day, malformed))
+
+
+def _raw_comments_day(context, wh, landing: LandingResource, day, malformed: list[str]) -> dict:
     # Taken before reading: a file that lands during the read changes the day's version after this
     # one, so the landing sensor sees a difference and re-runs the day.
     fingerprint = fingerprint_day(landing.path(), day)
     result = read_landing_partition(
         landing.path(), day, max_text_chars=landing.max_text_chars, secrets=env_secrets()
     )
-    wh = warehouse.open(context.log)
     snapshot = wh.replace_partition(
         day,
         {
@@ -58,31 +68,22 @@ def raw_comments(
         context.log.warning(
             f"no landing files for {day} under {landing.root}: materialized an empty partition"
         )
-    # Nothing landed may vanish without a word: marker files skipped, folders no run reads.
-    malformed = scan_landing(landing.path())[1]
-    if malformed:
-        context.log.warning(
-            f"{len(malformed)} entries under {landing.root}/comments are not date=YYYY-MM-DD folders "
-            f"and are never read: {', '.join(malformed[:20])}"
-        )
     if result.stats.get("landing_rows_mismatch"):
         context.log.warning(f"row counts differ from the files: {result.stats['landing_rows_mismatch']}")
     report_side_tables(context, wh, day, ["quarantine"], snapshot)
-    return dg.MaterializeResult(
-        metadata={
-            **table_metadata(wh, "raw_comments", day, snapshot),
-            "landing_fingerprint": fingerprint.version,
-            "landing_bytes": fingerprint.bytes,
-            "rows_read": result.stats.get("rows_read", 0),
-            # counted from the files by a separate reader; the conservation check compares them
-            "landing_rows": result.stats.get("landing_rows", 0),
-            "ignored": dg.MetadataValue.json(result.stats.get("ignored", [])),
-            "malformed_landing_folders": dg.MetadataValue.json(malformed),
-            "files": result.stats.get("files", 0),
-            "quarantined": result.rejected.num_rows,
-            "quarantine_preview": _quarantine_preview(result.rejected),
-        }
-    )
+    return {
+        **table_metadata(wh, "raw_comments", day, snapshot),
+        "landing_fingerprint": fingerprint.version,
+        "landing_bytes": fingerprint.bytes,
+        "rows_read": result.stats.get("rows_read", 0),
+        # counted from the files by a separate reader; the conservation check compares them
+        "landing_rows": result.stats.get("landing_rows", 0),
+        "ignored": dg.MetadataValue.json(result.stats.get("ignored", [])),
+        "malformed_landing_folders": dg.MetadataValue.json(malformed),
+        "files": result.stats.get("files", 0),
+        "quarantined": result.rejected.num_rows,
+        "quarantine_preview": _quarantine_preview(result.rejected),
+    }
 
 
 @dg.asset(
@@ -98,8 +99,11 @@ def raw_comments(
 def deduplicated_texts(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
-    day = partition_date(context)
     wh = warehouse.open(context.log)
+    return materialize_days(context, lambda day: _deduplicated_day(context, wh, day))
+
+
+def _deduplicated_day(context, wh, day) -> dict:
     rows = wh.raw_rows(day)
     result = deduplicate(
         rows.column("comment_id").to_pylist(),
@@ -119,12 +123,10 @@ def deduplicated_texts(
     comments = result.mapping.num_rows
     distinct = result.texts.num_rows
     report_side_tables(context, wh, day, ["comment_texts", "quarantine"], snapshot)
-    return dg.MaterializeResult(
-        metadata={
-            **table_metadata(wh, "deduplicated_texts", day, snapshot),
-            "comments": comments,
-            "distinct_texts": distinct,
-            "duplicate_share": round(1 - distinct / comments, 4) if comments else 0.0,
-            "quarantined": result.empty.num_rows,
-        }
-    )
+    return {
+        **table_metadata(wh, "deduplicated_texts", day, snapshot),
+        "comments": comments,
+        "distinct_texts": distinct,
+        "duplicate_share": round(1 - distinct / comments, 4) if comments else 0.0,
+        "quarantined": result.empty.num_rows,
+    }

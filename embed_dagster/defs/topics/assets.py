@@ -28,6 +28,7 @@ from embed_dagster.defs.versions import CODE_VERSIONS
 from embed_dagster.lib.asset_options import COMMON
 from embed_dagster.lib.metadata import definition_metadata, markdown_table, png_markdown, table_metadata
 from embed_dagster.lib.partitions import partition_dates
+from embed_dagster.lib.ranges import materialize_days
 
 TREND_DAYS = 14  # the trend chart's window
 TREND_TOPICS = 8
@@ -45,25 +46,23 @@ MAP_TOP = 12  # clusters named on the topic map
     kinds={"duckdb"},
     code_version=CODE_VERSIONS["topics"],
     metadata=definition_metadata("topics"),
-    # One run for a backfill's whole range: the days are walked in date order inside it, so a
-    # backfill never waits a daemon tick (30 s) per day for the previous day's topics.
-    backfill_policy=dg.BackfillPolicy.single_run(),
     description="Stable topics across days: each of the day's clusters joins the earlier topic its "
     "centroid is closest to when similar enough (several clusters may join one topic); the rest form "
     "new topics only with enough support (else they are held as emerging); converging topics merge; "
     "surging topics are marked. One row per (day, cluster). Continues the previous day's topics: a "
-    "backfill runs it once for its whole range, walking the days in date order, each day in its own "
-    "transaction. See docs/topics.md.",
+    "range run (a backfill) walks its days in date order, each day in its own transaction. See "
+    "docs/topics.md.",
 )
 def topics(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, embedding: EmbeddingResource
 ) -> dg.MaterializeResult:
-    days = partition_dates(context)
     wh = warehouse.open(context.log)
-    wait_for_previous_day_in_a_job_backfill(context, days[0])
+    wait_for_previous_day_in_a_job_backfill(context, partition_dates(context)[0])
     params = TopicParams()
-    done = []
-    for day in days:
+
+    def one_day(day: datetime.date) -> dict:
+        # Each day reads the state the previous day's commit left, so a range gives the same topics
+        # as its days run one by one (test_topic_alerts: one range run equals day-by-day runs).
         summaries = _read_summaries(wh, day)
         state = state_from_rows(*wh.topic_state_rows(day, params.surge_window))
         after, result = process_day(state, summaries, day, params)
@@ -71,32 +70,9 @@ def topics(
         snapshot = wh.replace_partition(
             day, {"topics": ({}, _topics_table(rows))}, message=f"topics {day} run {context.run_id}"
         )
-        done.append((day, state, result, snapshot))
-        if len(days) > 1:
-            context.log.info(
-                f"topics {day}: {len(result.topics)} topics, {sum(t.is_new for t in result.topics)} new"
-            )
-    day, state, result, snapshot = done[-1]
-    metadata = _day_metadata(wh, embedding, day, state, result, snapshot)
-    if len(days) > 1:
-        # One MaterializeResult covers every day of a range run, so the per-day figures go in a table.
-        metadata.pop("dagster/partition_row_count", None)
-        metadata["days_in_run"] = len(days)
-        metadata["per_day"] = markdown_table(
-            ["day", "topics", "new", "surging", "emerging comments", "snapshot"],
-            [
-                (
-                    d,
-                    len(r.topics),
-                    sum(t.is_new for t in r.topics),
-                    sum(t.surging for t in r.topics),
-                    int(round(r.emerging_size)),
-                    snap,
-                )
-                for d, _, r, snap in done
-            ],
-        )
-    return dg.MaterializeResult(metadata=metadata)
+        return _day_metadata(wh, embedding, day, state, result, snapshot)
+
+    return materialize_days(context, one_day)
 
 
 def wait_for_previous_day_in_a_job_backfill(context: dg.AssetExecutionContext, day: datetime.date) -> None:

@@ -5,10 +5,13 @@ asset-check results can page someone; it never blocks downstream work (these are
 The rule itself lives in ``core.topics.matching`` (``surge_score``) and is described in docs/topics.md.
 """
 
+from collections.abc import Iterator
+
 import dagster as dg
 
 from embed_dagster.defs.resources import WarehouseResource
-from embed_dagster.lib.partitions import daily_partitions, partition_dates
+from embed_dagster.lib.partitions import daily_partitions
+from embed_dagster.lib.ranges import check_days
 
 
 @dg.asset_check(
@@ -17,10 +20,13 @@ from embed_dagster.lib.partitions import daily_partitions, partition_dates
     description="Warns when a topic surges (today's share far above its trailing mean) or a large new "
     "topic appears; the metadata lists them with their labels.",
 )
-def topic_alerts(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    # A range run (a backfill's single topics run) gets one evaluation for all its days.
+def topic_alerts(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> Iterator:
     wh = warehouse.open(context.log)
-    rows = [{**r, "day": d.isoformat()} for d in partition_dates(context) for r in wh.topic_alerts(d)]
+    yield from check_days(context, lambda day: _alerts(wh, day))
+
+
+def _alerts(wh, day) -> dg.AssetCheckResult:
+    rows = wh.topic_alerts(day)
     surging = [r for r in rows if r["surging"]]
     large_new = [r for r in rows if r["large_new"]]
     parts = []
@@ -42,7 +48,7 @@ def topic_alerts(context: dg.AssetCheckExecutionContext, warehouse: WarehouseRes
             "alerts": dg.MetadataValue.json(
                 [
                     {
-                        "day": r["day"],
+                        "day": day.isoformat(),
                         "topic_id": r["topic_id"],
                         "label": r["label"],
                         "comments": r["comments"],
