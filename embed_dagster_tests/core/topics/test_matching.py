@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -92,6 +93,89 @@ def test_small_unmatched_groups_join_nearest_or_are_held_as_emerging():
     assert result.emerging_size == 8 and not any(t.is_new for t in result.topics)
 
 
+def test_too_far_for_its_size_is_new():
+    """A cluster above the match threshold still starts a new topic when it is further from the
+    topic than its size explains ((1 − cos)·n_texts > match_spread); a small one at the same cosine
+    continues, and so does the big one with the rule off."""
+    state, _ = first_day()
+    known = state.topics[0]
+    cos = 0.85  # above P's match threshold (0.6)
+    big = summary(0, near(known.centroid, cos, seed=7), size=300)  # (1 − 0.85)·300 = 45
+    small = summary(1, near(known.centroid, cos, seed=8), size=40)  # (1 − 0.85)·40 = 6
+    p = replace(P, match_spread=20.0)
+    _, result = process_day(state, [big, small], day(1), p)
+    by = {c.cluster_id: c for c in result.clusters}
+    assert by[0].status == "new" and by[0].topic_id == new_topic_id(day(1), 0)
+    assert by[1].status == "continued" and by[1].topic_id == known.topic_id
+    assert [t.topic_id for t in result.topics if t.is_new] == [by[0].topic_id]
+    # the rule counts distinct texts (the centroid is their unweighted mean), not comments
+    repeated = ClusterSummary(0, 300.0, 40, ["a"], "", [], big.centroid)
+    _, result = process_day(state, [repeated], day(1), p)
+    assert result.clusters[0].status == "continued"
+    _, result = process_day(state, [big, small], day(1), replace(p, match_spread=None))
+    assert {c.status for c in result.clusters} == {"continued"}
+    with pytest.raises(ValueError, match="match_spread"):
+        TopicParams(match_spread=0.0)
+
+
+def test_spread_limit_follows_the_registry_once_it_has_enough_continuations():
+    """The limit is ``spread_ratio`` × the median continuation sample of the known topics once
+    ``spread_min_history`` of them have one; before that (and with the ratio off) it is the fixed
+    ``match_spread``; topics without a sample (new on their last day) do not count."""
+    from embed_dagster.core.topics.matching import TopicState, spread_limit
+
+    def topic(i: int, sample: float | None) -> TopicState:
+        return TopicState(f"T{i:02d}", unit(i), 100.0, DAY1, DAY1, spread_sample=sample)
+
+    p = replace(P, match_spread=20.0, spread_ratio=4.0, spread_min_history=3)
+    two = [topic(0, 1.0), topic(1, 3.0), topic(2, None)]
+    assert spread_limit(two, p) == 20.0  # two samples: not enough history yet
+    three = two + [topic(3, 2.5)]
+    assert spread_limit(three, p) == pytest.approx(4.0 * 2.5)  # median of 1.0, 2.5, 3.0
+    assert spread_limit(three, replace(p, spread_ratio=None)) == 20.0
+    assert spread_limit(three, replace(p, spread_ratio=None, match_spread=None)) is None
+    # and process_day uses it: a 100-text cluster at 0.85 (15 > 10) is new under this registry,
+    # continues under the fixed limit of 20
+    far = summary(0, near(three[1].centroid, 0.85, seed=5), size=100)
+    state = TopicsState(topics=tuple(three))
+    assert process_day(state, [far], day(1), p)[1].clusters[0].status == "new"
+    assert (
+        process_day(state, [far], day(1), replace(p, spread_ratio=None))[1].clusters[0].status == "continued"
+    )
+
+
+def test_continuation_samples_come_from_the_rows_the_state_is_rebuilt_from():
+    """Each topic's sample is (1 − cos)·size of its lowest-id cluster on its last day when that cluster
+    continued it (the row the table keeps as its latest), None when it was new; the state rebuilt
+    from rows holds the same samples, so a re-run or backfill sees the same limit."""
+    from embed_dagster.core.topics.matching import rows_for_day, state_from_rows
+
+    state, _ = first_day()
+    t0, t1 = state.topics[0], state.topics[1]
+    today = [
+        summary(3, near(t0.centroid, 0.9, seed=11), size=30),  # lowest id of t0 today: sample 0.1·30
+        summary(5, near(t0.centroid, 0.95, seed=12), size=80),
+        summary(4, near(t1.centroid, 0.8, seed=13), size=10),  # (1 − 0.8)·10 = 2: continues
+        summary(6, unit(321), size=60),  # new
+    ]
+    after, result = process_day(state, today, day(1), replace(P, match_spread=20.0))
+    by_topic = {t.topic_id: t for t in after.topics}
+    sim = {c.cluster_id: c.similarity for c in result.clusters}
+    assert by_topic[t0.topic_id].spread_sample == pytest.approx((1 - sim[3]) * 30)
+    assert by_topic[t1.topic_id].spread_sample == pytest.approx((1 - sim[4]) * 10)
+    new_id = next(c.topic_id for c in result.clusters if c.cluster_id == 6)
+    assert by_topic[new_id].spread_sample is None
+    assert by_topic[state.topics[2].topic_id].spread_sample is None  # not seen since it was new
+    rows = [{**r, "partition_date": day(1)} for r in rows_for_day(result, after, today)]
+    latest: dict[str, dict] = {}
+    for r in sorted(rows, key=lambda r: r["cluster_id"], reverse=True):  # lowest cluster id wins
+        latest[r["topic_id"]] = r
+    rebuilt = state_from_rows(list(latest.values()), [], rows)
+    assert {t.topic_id: t.spread_sample for t in rebuilt.topics if t.topic_id in latest} == {
+        tid: by_topic[tid].spread_sample for tid in latest
+    }
+
+
 def test_new_topic_needs_a_share_of_a_big_day():
     state, _ = first_day()
     big = [summary(i, near(state.topics[0].centroid, 0.95, seed=100 + i), size=5000) for i in range(2)]
@@ -101,14 +185,17 @@ def test_new_topic_needs_a_share_of_a_big_day():
 
 
 def test_converging_topics_merge_into_the_older_id():
+    # The spread rule is off here: it would (rightly) call 400-text clusters that move 0.11 in cosine
+    # in one day new themes; this test is about the merge step (test_too_far_for_its_size_is_new).
+    p = replace(P, match_spread=None)
     a = unit(1)
-    state, _ = process_day(TopicsState(), [summary(0, a, 100)], DAY1, P)
+    state, _ = process_day(TopicsState(), [summary(0, a, 100)], DAY1, p)
     b = near(a, 0.5, seed=3)  # far enough to be a new topic on day 2
-    state, r2 = process_day(state, [summary(0, a, 100), summary(1, b, 100)], day(1), P)
+    state, r2 = process_day(state, [summary(0, a, 100), summary(1, b, 100)], day(1), p)
     young = next(t.topic_id for t in r2.topics if t.is_new)
     # day 3: each topic's own clusters move towards the other (each still nearest its own topic)
     x, y = normalize_rows(np.vstack([a + 1.2 * b, 1.2 * a + b]))
-    state, r3 = process_day(state, [summary(0, y, 400), summary(1, x, 400)], day(2), P)
+    state, r3 = process_day(state, [summary(0, y, 400), summary(1, x, 400)], day(2), p)
     assert {c.cluster_id: c.status for c in r3.clusters} == {0: "continued", 1: "continued"}
     assert r3.merged == [(young, "T20260101-00")]
     assert [t.topic_id for t in state.topics] == ["T20260101-00"]
