@@ -12,7 +12,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 # Dagster 1.13 warns that partitioned asset checks are a preview feature every time one is built
 # (about 100 times a `make ui` session). We rely on them on purpose: say it once, here, instead.
 # And that a job over `topics` (single-run backfill policy) and the other assets runs one day per run.
-export PYTHONWARNINGS ?= ignore:Specifying a partitions_def on an AssetCheckSpec:Warning,ignore:Asset job :UserWarning
+export PYTHONWARNINGS ?= ignore:Specifying a partitions_def on an AssetCheckSpec:Warning
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 UV := $(shell command -v uv 2>/dev/null)

@@ -13,15 +13,9 @@ needs another executor can still name its own.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import dagster as dg
-
-# `topics` has a single-run backfill policy (a backfill walks its days in one run, in date order);
-# the other assets run one day per run. Dagster warns, each time it builds a job over both, that the
-# job then uses one partition per run: that is intended (a job run is one day), so say it here once.
-warnings.filterwarnings("ignore", message=r"Asset job .* materializes assets with varying BackfillPolicies")
 
 defs = dg.Definitions.merge(
     dg.load_from_defs_folder(path_within_project=Path(__file__).parent),

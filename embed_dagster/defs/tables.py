@@ -36,6 +36,19 @@ def _daily_table(name: str, deps: list[str], description: str) -> dg.AssetSpec:
     )
 
 
+def _view(name: str, deps: list[str], what: str) -> dg.AssetSpec:
+    """A view over ``deps``; its description ends with the view's SQL from schema.py."""
+    return dg.AssetSpec(
+        name,
+        deps=deps,
+        description=f"View: {what} SQL: " + " ".join(VIEWS[name].split()),
+        group_name=GROUP,
+        owners=OWNERS,
+        kinds={"duckdb"},
+        metadata={"dagster/table_name": f"embed_dagster.main.{name}"},
+    )
+
+
 side_tables = [
     _daily_table(
         "quarantine",
@@ -68,25 +81,16 @@ side_tables = [
         owners=OWNERS,
         kinds={"duckdb"},
     ),
-    dg.AssetSpec(
+    _view(
         "comment_topics",
-        deps=["clusters", "topics"],
-        description="View: each comment with its cluster and topic (id and label) for its day. "
-        "SQL: " + " ".join(VIEWS["comment_topics"].split()),
-        group_name=GROUP,
-        owners=OWNERS,
-        kinds={"duckdb"},
-        metadata={"dagster/table_name": "embed_dagster.main.comment_topics"},
+        ["clusters", "topics"],
+        "each comment with its cluster and topic (id and label) for its day.",
     ),
-    dg.AssetSpec(
+    _view(
         "topic_registry",
-        deps=["topics"],
-        description="View: one row per topic over all days (first and last day seen, days seen, total "
-        "size, latest label and keywords). SQL: " + " ".join(VIEWS["topic_registry"].split()),
-        group_name=GROUP,
-        owners=OWNERS,
-        kinds={"duckdb"},
-        metadata={"dagster/table_name": "embed_dagster.main.topic_registry"},
+        ["topics"],
+        "one row per topic over all days (first and last day seen, days seen, total size, latest "
+        "label and keywords).",
     ),
 ]
 

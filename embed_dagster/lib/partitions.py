@@ -28,7 +28,7 @@ def timezone() -> str:
 daily_partitions = dg.DailyPartitionsDefinition(start_date=start_date(), timezone=timezone())
 
 
-def backfill_policy(days_per_run: int | None = None) -> dg.BackfillPolicy:
+def backfill_policy() -> dg.BackfillPolicy:
     """Every asset of the lineage handles a range of days in one run, each day in its own transaction.
 
     Why ranges: a run costs ~10 s of start-up (a process, Dagster, the code location, the model), a
@@ -39,7 +39,7 @@ def backfill_policy(days_per_run: int | None = None) -> dg.BackfillPolicy:
     bounds a run to N days (``multi_run``) where a failure should cost at most N days of re-run;
     Dagster then runs ``topics``' chunks one after another, in date order (it depends on itself).
     """
-    n = _settings.days_per_run if days_per_run is None else days_per_run
+    n = _settings.days_per_run
     return dg.BackfillPolicy.single_run() if n == 0 else dg.BackfillPolicy.multi_run(max_partitions_per_run=n)
 
 

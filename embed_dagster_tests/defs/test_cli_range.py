@@ -17,6 +17,7 @@ from dagster._core.event_api import PartitionKeyFilter
 from embed_dagster.dev.local_server import MODEL_NAME
 from embed_dagster.dev.sample_data import generate_landing
 from embed_dagster_tests.support.dagster_procs import clean_env
+from embed_dagster_tests.support.defs import ASSETS
 from embed_dagster_tests.support.lake import query_arrow
 from embed_dagster_tests.support.pipeline import ORDER_FREE_TABLES, materialize, pipeline_resources
 
@@ -25,14 +26,7 @@ pytestmark = [pytest.mark.integration]
 REPO = Path(__file__).resolve().parents[2]
 FIRST = date(2025, 2, 1)
 DAYS = [FIRST + timedelta(days=i) for i in range(3)]
-LINEAGE = [
-    "raw_comments",
-    "deduplicated_texts",
-    "cached_embeddings",
-    "fresh_embeddings",
-    "clusters",
-    "topics",
-]
+LINEAGE = [a.key.to_user_string() for a in ASSETS]
 CHECKS = [
     ("clusters", "conservation"),
     ("fresh_embeddings", "coverage"),

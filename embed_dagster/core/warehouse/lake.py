@@ -582,8 +582,8 @@ class Warehouse:
         return rows.column("text_hash").to_pylist()
 
     def texts_to_embed(self, day: date, model_key_id: str) -> pa.Table:
-        """The day's distinct texts (hash, text) with no stored vector among those cached_embeddings
-        listed for this key.
+        """The day's distinct texts (hash, text) to embed for this key: all but those cached_embeddings
+        listed whose vector is stored.
 
         cached_embeddings can list a text before its vector exists: in a range run it lists a text
         that an earlier day of the range embeds first (``pending_from_earlier_days``). Should that

@@ -8,6 +8,7 @@ itself did (tiers hit, texts sent, vectors resumed) is in the materialization me
 """
 
 import contextlib
+import functools
 import time
 
 import dagster as dg
@@ -155,14 +156,12 @@ def fresh_embeddings(
     store.register_model_key(key)
     server = embedding.server_label()  # what embeds for this model key, even on a fully cached day
     with contextlib.ExitStack() as stack:
-        embedders: list = []
 
+        @functools.cache
         def embedder():
             # Opened at the first day with texts to send, once per run: a range loads the model (or
             # opens the client's connection pool) once, and a fully cached range never does.
-            if not embedders:
-                embedders.append(stack.enter_context(embedding.embedder(context.log)))
-            return embedders[0]
+            return stack.enter_context(embedding.embedder(context.log))
 
         return materialize_days(
             context, lambda day: _fresh_day(context, store, key, server, vector_cache, embedder, day)

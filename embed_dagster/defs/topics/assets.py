@@ -76,12 +76,13 @@ def topics(
 
 
 def wait_for_previous_day_in_a_job_backfill(context: dg.AssetExecutionContext, day: datetime.date) -> None:
-    """Make a job-page backfill safe: its runs go one per day, in parallel, in any order.
+    """Make a job-page backfill safe: with ``EMBED_DAGSTER_DAYS_PER_RUN=N`` its runs of N days start
+    in parallel, in any order.
 
     A backfill from the asset graph (or the landing sensor, or ``--partition-range``) runs topics in
     date order. A job backfill (``dagster job backfill``, or the job page) ignores that; when the day
-    before is part of the same backfill and its topics are not written yet, this step asks to be
-    retried in 20 s (up to 30 minutes), so the days still follow each other.
+    before a run's first day is part of the same backfill and its topics are not written yet, this
+    step asks to be retried in 20 s (up to 30 minutes), so the days still follow each other.
     """
     backfill_id = context.run.tags.get("dagster/backfill")
     if not backfill_id:
