@@ -71,7 +71,9 @@ def test_a_second_run_while_the_first_embeds_leaves_each_text_in_one_embedding_t
     db = tmp_path / "lake"
     config = dict(batch_size=4, max_concurrency=1, timeout_s=300.0)
     with FaultServer() as slow, FaultServer() as fast:
-        slow.latency_s = 0.1
+        # 15 requests of 4 texts must outlast the first checkpoint (CHECKPOINT_SECONDS, 2 s): at 0.1 s
+        # each, A could embed all 60 before saving any, and B then found every text cached (seen in CI)
+        slow.latency_s = 0.3
         a = spawn(run_config(db, landing, slow.base_url, [day.isoformat()], **config), tmp_path / "a.log")
         try:
             assert wait_for_saved_vectors(a, db), (tmp_path / "a.log").read_text(errors="replace")[-3000:]
