@@ -404,8 +404,7 @@ t0 = time.monotonic()
 result = read_landing_partition(root, day)
 t1 = time.monotonic()
 v = result.valid
-d = deduplicate(v.column("comment_id").to_pylist(), v.column("text").to_pylist(),
-                v.column("source_file").to_pylist(), v.column("source_row").to_pylist())
+d = deduplicate(v.column("comment_id"), v.column("text"), v.column("source_file"), v.column("source_row"))
 t2 = time.monotonic()
 print(json.dumps({"ingest_s": t1 - t0, "dedup_s": t2 - t1, "valid": v.num_rows,
                   "rejected": result.rejected.num_rows, "distinct": d.texts.num_rows,

@@ -72,11 +72,16 @@ class _File:
 
 
 def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("CREATE TABLE files (file_idx INTEGER, source_file VARCHAR, file_name VARCHAR, fmt VARCHAR)")
+    # TEMP tables: the scratch database never needs its tables on disk, and a persistent table pays
+    # for writing and compressing blocks on every INSERT (3x slower on a 300k-line file). TEMP tables
+    # keep the memory_limit and spill to the same private temp folder.
+    con.execute(
+        "CREATE TEMP TABLE files (file_idx INTEGER, source_file VARCHAR, file_name VARCHAR, fmt VARCHAR)"
+    )
     # One row per input row. pcode/preason: the row could not be read at all (parse level).
     # *_problem: the field has the wrong type. Value-level checks happen later, in _check.
     con.execute(
-        """CREATE TABLE cand (
+        """CREATE TEMP TABLE cand (
             file_idx INTEGER, source_row BIGINT, raw VARCHAR, pcode VARCHAR, preason VARCHAR,
             comment_id VARCHAR, cid_problem VARCHAR, text VARCHAR, text_problem VARCHAR,
             created_at_str VARCHAR, created_at_ts TIMESTAMPTZ, ts_problem VARCHAR, extra VARCHAR,
@@ -112,7 +117,7 @@ def _load_lines(con: duckdb.DuckDBPyConnection, data: bytes, table: str, first: 
     )
     try:
         con.execute(
-            f"""CREATE OR REPLACE TABLE {table} AS
+            f"""CREATE OR REPLACE TEMP TABLE {table} AS
             SELECT n, regexp_replace(txt, '\\r$', '') AS line, bad_utf8,
                    NOT bad_utf8 AND regexp_full_match(txt, '\\s*') AS blank
             FROM _raw_lines"""

@@ -64,7 +64,7 @@ def _read_csv(con: duckdb.DuckDBPyConnection, f: _File, tmp: Path) -> None:
     )
     try:
         con.execute(
-            f"CREATE TABLE csv_{f.idx} AS SELECT * FROM read_csv(?, header=true, {opts})", [str(path)]
+            f"CREATE TEMP TABLE csv_{f.idx} AS SELECT * FROM read_csv(?, header=true, {opts})", [str(path)]
         )
     except duckdb.Error as exc:
         msg = str(exc).strip().splitlines()[0][:300]
@@ -80,7 +80,7 @@ def _read_csv(con: duckdb.DuckDBPyConnection, f: _File, tmp: Path) -> None:
     code = " ".join(f"WHEN '{k}' THEN '{v[1]}'" for k, v in _CSV_ERRORS.items())
     text = " ".join(f"WHEN '{k}' THEN {_sql_str(v[2])}" for k, v in _CSV_ERRORS.items())
     con.execute(
-        f"""CREATE TABLE rj_{f.idx} AS
+        f"""CREATE TEMP TABLE rj_{f.idx} AS
         SELECT line, arg_min(error_type, p) AS error_type, arg_min(error_message, p) AS msg,
                arg_min(ltrim(csv_line, chr(10)), p) AS raw
         FROM (SELECT *, CASE error_type {prio} ELSE 9 END AS p FROM rej_{f.idx}) GROUP BY line"""
@@ -92,7 +92,7 @@ def _read_csv(con: duckdb.DuckDBPyConnection, f: _File, tmp: Path) -> None:
     con.register("_csv_blanks", pa.table({"rec": pa.array(sorted(blanks), pa.int64())}))
     try:
         con.execute(
-            f"""CREATE TABLE recno_{f.idx} AS
+            f"""CREATE TEMP TABLE recno_{f.idx} AS
             SELECT rec, row_number() OVER (ORDER BY rec) - 1 AS k FROM range(2, {last + 1}) t(rec)
             WHERE rec NOT IN (SELECT line FROM rj_{f.idx}) AND rec NOT IN (SELECT rec FROM _csv_blanks)"""
         )
@@ -151,7 +151,7 @@ def _csv_blank_records(con: duckdb.DuckDBPyConnection, f: _File, path: Path, dat
     )
     try:
         con.execute(
-            f"CREATE TABLE one_{f.idx} AS SELECT c FROM read_csv(?, header=false, {opts})", [str(path)]
+            f"CREATE TEMP TABLE one_{f.idx} AS SELECT c FROM read_csv(?, header=false, {opts})", [str(path)]
         )
     except duckdb.Error:
         return set()

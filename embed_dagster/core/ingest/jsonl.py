@@ -51,7 +51,8 @@ def _read_json(con: duckdb.DuckDBPyConnection, f: _File) -> None:
             first += chunk.count(b"\n") + 1
             del chunk
             con.execute(
-                "CREATE OR REPLACE TABLE json_src AS SELECT n, line, bad_utf8 FROM json_lines WHERE NOT blank"
+                "CREATE OR REPLACE TEMP TABLE json_src AS "
+                "SELECT n, line, bad_utf8 FROM json_lines WHERE NOT blank"
             )
             _insert_json_rows(con, f, "line")
 
@@ -65,7 +66,7 @@ def _load_json_document(con: duckdb.DuckDBPyConnection, data: bytes) -> bool:
     kind = con.sql("SELECT CASE WHEN json_valid(?) THEN json_type(?) END", params=[doc, doc]).fetchall()[0][0]
     if kind == "ARRAY":
         con.execute(
-            """CREATE OR REPLACE TABLE json_src AS
+            """CREATE OR REPLACE TEMP TABLE json_src AS
                SELECT generate_subscripts(l, 1) AS n, unnest(l) AS line, false AS bad_utf8
                FROM (SELECT json_extract(?, '$[*]')::VARCHAR[] AS l)""",
             [doc],
@@ -73,7 +74,7 @@ def _load_json_document(con: duckdb.DuckDBPyConnection, data: bytes) -> bool:
         return True
     if kind is not None:
         con.execute(
-            "CREATE OR REPLACE TABLE json_src AS SELECT 1::BIGINT AS n, ? AS line, false AS bad_utf8",
+            "CREATE OR REPLACE TEMP TABLE json_src AS SELECT 1::BIGINT AS n, ? AS line, false AS bad_utf8",
             [doc.strip()],
         )
         return True

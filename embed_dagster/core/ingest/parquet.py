@@ -73,7 +73,7 @@ def _load_parquet(con: duckdb.DuckDBPyConnection, f: _File, alias: dict[str, str
 
     def load(names: list[str]) -> None:
         cols = ", ".join(f"{_ident(n)} AS {alias[n]}" for n in names) or "NULL AS _none"
-        con.execute(f"CREATE OR REPLACE TABLE pq_{f.idx} AS SELECT {cols} FROM {src}", [str(f.path)])
+        con.execute(f"CREATE OR REPLACE TEMP TABLE pq_{f.idx} AS SELECT {cols} FROM {src}", [str(f.path)])
 
     try:
         load(list(alias))

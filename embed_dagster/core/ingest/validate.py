@@ -25,7 +25,7 @@ _PRESENT = "coalesce(' (fields present: ' || nullif(left(fields, 200), '') || ')
 def _check(con: duckdb.DuckDBPyConnection, max_text_chars: int) -> None:
     """Value checks shared by all formats, then the within-day duplicate check on what survived."""
     con.execute(
-        f"""CREATE TABLE checked AS
+        f"""CREATE TEMP TABLE checked AS
         WITH c AS (
             SELECT cand.*, files.file_name, files.source_file, trim(comment_id) AS cid,
                 coalesce(created_at_ts, CASE WHEN regexp_full_match(trim(created_at_str), '{_ISO_RE}')

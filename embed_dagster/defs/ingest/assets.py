@@ -106,10 +106,7 @@ def deduplicated_texts(
 def _deduplicated_day(context, wh, day) -> dict:
     rows = wh.raw_rows(day)
     result = deduplicate(
-        rows.column("comment_id").to_pylist(),
-        rows.column("text").to_pylist(),
-        rows.column("source_file").to_pylist(),
-        rows.column("source_row").to_pylist(),
+        rows.column("comment_id"), rows.column("text"), rows.column("source_file"), rows.column("source_row")
     )
     snapshot = wh.replace_partition(
         day,
