@@ -24,11 +24,6 @@ from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
 import numpy as np
-import redis
-from redis.backoff import ExponentialBackoff
-from redis.connection import ConnectionPool, parse_url
-from redis.exceptions import OutOfMemoryError, RedisError
-from redis.retry import Retry
 
 from embed_dagster.core.redact import redact_url
 
@@ -156,6 +151,14 @@ class RedisVectorCache:
         }
         self._warned: set[str] = set()
         self._secrets = [x for x in (url_password(url), password) if x]  # scrubbed from emitted text
+        # redis-py is imported here, not at module level: it is ~0.4 s of every process's start-up
+        # (each Dagster run, each CLI call), and a deployment without REDIS_URL never needs it.
+        import redis
+        from redis.backoff import ExponentialBackoff
+        from redis.connection import ConnectionPool, parse_url
+        from redis.exceptions import RedisError
+        from redis.retry import Retry
+
         self._client: redis.Redis | None = None
         self._available = False
 
@@ -193,6 +196,8 @@ class RedisVectorCache:
         return self._available
 
     def close(self) -> None:
+        from redis.exceptions import RedisError
+
         if self._client is not None:
             try:
                 self._client.close()
@@ -291,6 +296,8 @@ class RedisVectorCache:
         Returns the found hashes in input order and a float32 matrix of shape (found, dimensions).
         On failure mid-way the chunks already read are still returned.
         """
+        from redis.exceptions import RedisError
+
         hashes = list(hashes)
         total = len(hashes)
         keys = self._keys(hashes)
@@ -344,6 +351,8 @@ class RedisVectorCache:
         Rows that are not finite or not unit length are not written (they would only come back as
         corrupt).
         """
+        from redis.exceptions import OutOfMemoryError, RedisError
+
         hashes = list(hashes)
         matrix = np.asarray(matrix)
         if matrix.ndim != 2 or matrix.shape != (len(hashes), self.dimensions):
@@ -394,6 +403,8 @@ class RedisVectorCache:
         return written
 
     def _warn_write_failures(self, failures: list[Exception]) -> None:
+        from redis.exceptions import OutOfMemoryError
+
         if any(isinstance(f, OutOfMemoryError) for f in failures):
             self._warn_once(
                 "oom",

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import random
 import re
@@ -58,7 +59,6 @@ from email.utils import parsedate_to_datetime
 from typing import Self
 
 import numpy as np
-import openai
 
 from embed_dagster.core.embedding.base import BatchOutcome, Embedder, EmbedderError
 from embed_dagster.core.redact import redact_url, register_secret, scrub
@@ -67,17 +67,32 @@ MATRYOSHKA_FLAG = """--json-model-override-args '{"is_matryoshka": true}'"""
 _BISECT_STATUSES = (400, 413, 422)  # "this input is bad": worth splitting the batch
 
 
+@functools.cache
+def _openai():
+    """The openai package, imported when a client is built, not with this module.
+
+    It is ~0.7 s of every process's start-up (each Dagster run, each CLI call), and a deployment on
+    the bundled in-process encoder never sends an HTTP request.
+    """
+    import openai
+
+    return openai
+
+
+@functools.cache
 def _raw_response_class():
     """The Response class of the HTTP library this openai release is built on (httpx, or httpx2)."""
     try:
-        base = next(c for c in openai.DefaultHttpxClient.__mro__[1:] if c.__name__ == "Client")
+        base = next(c for c in _openai().DefaultHttpxClient.__mro__[1:] if c.__name__ == "Client")
         return sys.modules[base.__module__.split(".")[0]].Response
     except (AttributeError, KeyError, StopIteration):
         return None
 
 
-_RAW_RESPONSE = _raw_response_class()
-_HTTP = sys.modules[_RAW_RESPONSE.__module__.split(".")[0]] if _RAW_RESPONSE is not None else None
+def _http_module():
+    """The HTTP library itself (its exception classes), next to ``_raw_response_class``."""
+    raw = _raw_response_class()
+    return sys.modules[raw.__module__.split(".")[0]] if raw is not None else None
 
 
 class EmbeddingServerError(EmbedderError):
@@ -224,7 +239,7 @@ class _DeadlineReached(Exception):
 @dataclass
 class _Replica:
     url: str
-    client: openai.OpenAI
+    client: openai.OpenAI  # noqa: F821 (imported lazily, see _openai)
     in_flight: int = 0
     cool_until: float = 0.0
 
@@ -292,7 +307,7 @@ class EmbeddingClient(Embedder):
         self._replicas = [
             _Replica(
                 url,
-                openai.OpenAI(
+                _openai().OpenAI(
                     base_url=url, api_key=config.api_key or "EMPTY", max_retries=0, timeout=config.timeout_s
                 ),
             )
@@ -565,13 +580,14 @@ class EmbeddingClient(Embedder):
         # wall-clock end of this request: its own timeout, and never past the call's deadline
         t0 = time.monotonic()
         cut_at = min(t0 + cfg.timeout_s, started + cfg.deadline_s)
+        openai, raw_response = _openai(), _raw_response_class()
         try:
-            if _RAW_RESPONSE is not None:
+            if raw_response is not None:
                 # openai's documented way to send a request as-is and get the raw response: it skips
                 # the per-string type transform of embeddings.create (~40% of the client's CPU per request)
                 options = {**_STREAM_OPTIONS, "timeout": max(0.05, cut_at - t0)}
                 response = replica.client.post(
-                    "/embeddings", body=body, cast_to=_RAW_RESPONSE, options=options
+                    "/embeddings", body=body, cast_to=raw_response, options=options
                 )
                 content = _read_until(response, cut_at, cfg.timeout_s)
             else:
@@ -711,6 +727,7 @@ class EmbeddingClient(Embedder):
 
 def _read_until(response, cut_at: float, timeout_s: float) -> bytes:
     """The body, read in chunks; a body not complete by ``cut_at`` (wall clock) is a timeout."""
+    http = _http_module()
     chunks: list[bytes] = []
     size = 0
     try:
@@ -723,10 +740,10 @@ def _read_until(response, cut_at: float, timeout_s: float) -> bytes:
                     "the server is sending too slowly)",
                     kind="slow",
                 )
-    except _HTTP.TimeoutException:
+    except http.TimeoutException:
         reason = f"no answer within timeout_s={timeout_s:g} ({size} bytes received)"
         raise _Retryable(reason, kind="timeout") from None
-    except _HTTP.TransportError as exc:  # the connection broke while the body was being read
+    except http.TransportError as exc:  # the connection broke while the body was being read
         raise _Retryable(
             f"connection failed while reading the answer: {type(exc).__name__}: {exc}", kind="connection"
         ) from None
