@@ -271,5 +271,10 @@ def test_repo_dagster_yaml_runs_landing_days_one_at_a_time(tmp_path):
     home.mkdir()
     shutil.copy(os.path.join(os.path.dirname(__file__), "..", "..", "dagster.yaml"), home / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(home)) as inst:
-        limits = inst.get_concurrency_config().run_queue_config.tag_concurrency_limits
-    assert {"key": SEQUENCE_TAG, "limit": 1} in limits
+        queue = inst.get_concurrency_config().run_queue_config
+        dequeue_s = inst.run_coordinator.dequeue_interval_seconds
+    assert {"key": SEQUENCE_TAG, "limit": 1} in queue.tag_concurrency_limits
+    # the run_coordinator block (for the 1 s dequeue interval) must not replace the limits under
+    # `concurrency`: Dagster merges the two, and the merged config is what the queue daemon reads
+    assert queue.max_concurrent_runs == 4
+    assert dequeue_s == 1
