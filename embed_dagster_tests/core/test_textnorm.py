@@ -63,3 +63,27 @@ def test_deduplicate_maps_every_comment():
         zip(out.mapping.column("comment_id").to_pylist(), out.mapping.column("text_hash").to_pylist())
     )
     assert mapping["a"] == mapping["c"] == mapping["e"] != mapping["b"]
+
+
+def test_deduplicate_takes_arrow_columns_in_chunks_and_gives_the_same_tables():
+    """The asset passes the warehouse's Arrow columns (often several chunks); lists must agree."""
+    import pyarrow as pa
+
+    ids = [f"c{i}" for i in range(9)]
+    texts = ["b  x", "\u200b", "a", "B x", "b x", "a", " ", "ｂ x", "a"]
+    files = ["f.jsonl"] * 9
+    rows = list(range(1, 10))
+    table = pa.table({"i": ids, "t": texts, "f": files, "r": pa.array(rows, pa.int64())})
+    chunked = pa.concat_tables([table.slice(0, 4), table.slice(4)])
+    assert chunked.column("t").num_chunks == 2
+    from_lists = deduplicate(ids, texts, files, rows)
+    from_arrow = deduplicate(chunked["i"], chunked["t"], chunked["f"], chunked["r"])
+    for name in ("texts", "mapping", "empty"):
+        assert getattr(from_arrow, name).to_pylist() == getattr(from_lists, name).to_pylist(), name
+    # first-seen order of the normalized texts, counts summed over raw variants
+    assert [(r["text"], r["comment_count"]) for r in from_lists.texts.to_pylist()] == [
+        ("b x", 3),
+        ("a", 3),
+        ("B x", 1),
+    ]
+    assert from_lists.empty.column("source_row").to_pylist() == [2, 7]
