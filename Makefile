@@ -48,8 +48,11 @@ demo: $(VENV)/.base $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m embed_dagster.dev.demo
 
 # Everything but the browser test: unit, asset-level, servers, faults, backfills through dagster dev.
+# Two workers: the long tests mostly wait (daemon ticks, run monitoring, server deadlines), so two at
+# once roughly halve the wall time on 2 cores; each module stays on one worker (conftest.py).
+# `make test-faults` runs serially and prints the fault suite's figures at the end.
 test: $(VENV)/.dev
-	$(BIN)/python -m pytest -q -m "not ui" embed_dagster_tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not ui" embed_dagster_tests
 
 # The inner loop (≤ 2 min on 2 cores): unit and asset-level tests only; no dagster dev, no server
 # subprocesses, no PostgreSQL (see the markers in pyproject.toml).

@@ -27,8 +27,15 @@ PROCESS_FIXTURES = {"local_server", "redis_server", "redis_server_factory", "pos
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        fixtures = getattr(item, "fixturenames", ())
+        if PROCESS_FIXTURES.intersection(fixtures):
             item.add_marker(pytest.mark.integration)
+        # `make test` runs on two pytest-xdist workers with --dist loadgroup: a module's tests stay
+        # on one worker, so its module fixtures (a materialized lake, a dagster dev) are built once,
+        # and every test of the one session-wide `dagster dev` (ops_server) shares a worker too.
+        if not item.get_closest_marker("xdist_group"):
+            group = "ops_server" if "ops_server" in fixtures else item.module.__name__
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(autouse=True)
