@@ -89,12 +89,14 @@ def step_breakdown(home: Path) -> dict:
     os.environ["DAGSTER_HOME"] = str(home)
     with dg.DagsterInstance.get() as instance:
         (run,) = instance.get_runs()
-        starts, steps, embed_meta = {}, {}, {}
+        starts, steps, embed_meta, run_times = {}, {}, {}, {}
         for entry in instance.all_logs(run.run_id):
             event = entry.dagster_event
             if event is None:
                 continue
             kind = event.event_type_value
+            if kind in ("RUN_START", "RUN_SUCCESS", "RUN_FAILURE"):
+                run_times[kind] = entry.timestamp
             if kind == "STEP_START":
                 starts[event.step_key] = entry.timestamp
             elif kind in ("STEP_SUCCESS", "STEP_FAILURE") and event.step_key in starts:
@@ -102,7 +104,9 @@ def step_breakdown(home: Path) -> dict:
             elif kind == "ASSET_MATERIALIZATION" and event.step_key == "fresh_embeddings":
                 meta = event.event_specific_data.materialization.metadata
                 embed_meta = {k: v.value for k, v in meta.items()}
-        return {"status": run.status.value, "steps": steps, "embed": embed_meta}
+        return {"status": run.status.value, "steps": steps, "embed": embed_meta,
+                "run_start": run_times.get("RUN_START"),
+                "run_end": run_times.get("RUN_SUCCESS", run_times.get("RUN_FAILURE"))}
 
 
 def run_day(tree: Path, root: Path, landing: Path, label: str) -> dict:
@@ -112,6 +116,7 @@ def run_day(tree: Path, root: Path, landing: Path, label: str) -> dict:
            "-m", "embed_dagster.definitions", "--partition", DAY.isoformat()]
     print(f"[{label}] {' '.join(cmd[1:])}  (load {load_avg()})", flush=True)
     load_before = load_avg()
+    launched = time.time()
     started = time.monotonic()
     proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=3600)
     wall = time.monotonic() - started
@@ -121,6 +126,11 @@ def run_day(tree: Path, root: Path, landing: Path, label: str) -> dict:
     figures = step_breakdown(root / "dagster_home")
     work = sum(figures["steps"].get(s, 0.0) for s in WORK_STEPS)
     embed_s = float(figures["embed"].get("seconds", 0.0))
+    if figures["run_start"] and figures["run_end"]:
+        # the process's own start-up (Python, Dagster, the definitions, the instance) and exit, apart
+        # from the run itself (RUN_START → RUN_SUCCESS in the event log)
+        figures["startup"] = figures["run_start"] - launched
+        figures["run_s"] = figures["run_end"] - figures["run_start"]
     figures.update(label=label, wall=wall, work=work, outside=wall - work, load_before=load_before,
                    load_after=load_after, embed_seconds=embed_s,
                    outside_strict=wall - embed_s - figures["steps"].get("clusters", 0.0))
@@ -170,17 +180,23 @@ def render_day(comments: int, results: list[dict]) -> str:
         f"fresh DAGSTER_HOME (the repo's dagster.yaml), {distinct} distinct texts to embed, no cache. "
         "*Outside the work* = wall time minus the `fresh_embeddings` and `clusters` steps (the issue's "
         "measure); *strict* also counts what `fresh_embeddings` spent outside embedding (its metadata "
-        "`seconds`) as outside.",
+        "`seconds`) as outside. *Start-up*: the command's launch to the run's RUN_START event "
+        "(Python, Dagster and the definitions loading, the instance); *run*: RUN_START → RUN_SUCCESS, "
+        "and the share of it outside the two steps.",
         "",
-        "| design | wall s | fresh_embeddings s (embedding s) | clusters s | other steps s "
-        "| outside the work | strict | load before → after |",
-        "|---|---|---|---|---|---|---|---|",
+        "| design | wall s | start-up s | run s (outside the work) | fresh_embeddings s (embedding s) "
+        "| clusters s | other steps s | outside the work | strict | load before → after |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         steps = r["steps"]
         other = sum(v for k, v in steps.items() if k not in WORK_STEPS)
+        run_s = r.get("run_s")
+        in_run = f"{run_s:.1f} ({100 * (run_s - r['work']) / run_s:.0f}%)" if run_s else "–"
+        startup = f"{r['startup']:.1f}" if r.get("startup") is not None else "–"
         lines.append(
-            f"| {r['label']} | {r['wall']:.1f} | {steps.get('fresh_embeddings', 0):.1f} "
+            f"| {r['label']} | {r['wall']:.1f} | {startup} | {in_run} "
+            f"| {steps.get('fresh_embeddings', 0):.1f} "
             f"({r['embed_seconds']:.1f}) | {steps.get('clusters', 0):.1f} | {other:.1f} "
             f"| {r['outside']:.1f} s = {100 * r['outside'] / r['wall']:.0f}% "
             f"| {100 * r['outside_strict'] / r['wall']:.0f}% | {r['load_before']} → {r['load_after']} |"
