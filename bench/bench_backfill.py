@@ -89,14 +89,15 @@ def step_breakdown(home: Path) -> dict:
     os.environ["DAGSTER_HOME"] = str(home)
     with dg.DagsterInstance.get() as instance:
         (run,) = instance.get_runs()
+        run_events = {dg.DagsterEventType[k].value: k for k in ("RUN_START", "RUN_SUCCESS", "RUN_FAILURE")}
         starts, steps, embed_meta, run_times = {}, {}, {}, {}
         for entry in instance.all_logs(run.run_id):
             event = entry.dagster_event
             if event is None:
                 continue
             kind = event.event_type_value
-            if kind in ("RUN_START", "RUN_SUCCESS", "RUN_FAILURE"):
-                run_times[kind] = entry.timestamp
+            if kind in run_events:  # Dagster keeps the legacy values: RUN_START is "PIPELINE_START"
+                run_times[run_events[kind]] = entry.timestamp
             if kind == "STEP_START":
                 starts[event.step_key] = entry.timestamp
             elif kind in ("STEP_SUCCESS", "STEP_FAILURE") and event.step_key in starts:
