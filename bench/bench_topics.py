@@ -60,11 +60,16 @@ def random_split(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, DAYS, n)
 
 
+def _some_labels_and_days(y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``WITHHELD_SHARE`` of the labels (at least 2), and a random day for every text."""
+    labels = np.unique(y)
+    chosen = np.sort(rng.choice(labels, max(2, round(WITHHELD_SHARE * len(labels))), replace=False))
+    return chosen, rng.integers(0, DAYS, len(y))
+
+
 def emerging_split(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed + 1)
-    labels = np.unique(y)
-    withheld = np.sort(rng.choice(labels, max(2, round(WITHHELD_SHARE * len(labels))), replace=False))
-    day = rng.integers(0, DAYS, len(y))
+    withheld, day = _some_labels_and_days(y, rng)
     late = np.isin(y, withheld)
     day[late & (day < EMERGE_DAY)] = EMERGE_DAY
     return day, withheld
@@ -76,9 +81,7 @@ def surge_split(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     (each surging label is still on every day), so every surging comment flagged new is a false
     alarm: a surge must show as a continued (surging) topic."""
     rng = np.random.default_rng(seed + 2)
-    labels = np.unique(y)
-    surging = np.sort(rng.choice(labels, max(2, round(WITHHELD_SHARE * len(labels))), replace=False))
-    day = rng.integers(0, DAYS, len(y))
+    surging, day = _some_labels_and_days(y, rng)
     move = np.isin(y, surging) & (day != EMERGE_DAY) & (rng.random(len(y)) < SURGE_MOVE)
     day[move] = EMERGE_DAY
     return day, surging

@@ -101,9 +101,8 @@ def test_concurrent_batches_are_reassembled_by_key(srv):
 def test_the_typed_openai_call_is_the_fallback_transport(srv, monkeypatch):
     import embed_dagster.core.embedding.client as ec
 
-    monkeypatch.setattr(
-        ec, "_raw_response_class", lambda: None
-    )  # as if openai's HTTP library could not be found
+    # as if openai's HTTP library could not be found
+    monkeypatch.setattr(ec, "_raw_response_class", lambda: None)
     pairs = items(6)
     vectors, _, _ = run(config(srv.base_url), pairs)
     assert_correct(vectors, pairs)
