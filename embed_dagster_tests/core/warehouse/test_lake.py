@@ -116,6 +116,33 @@ def test_schema_is_ensured_once_per_process(tmp_path, monkeypatch):
     second.close()
 
 
+
+def test_steps_share_the_process_connection(tmp_path, monkeypatch):
+    """Every step gets ``with_log`` clones of the shared Warehouse: they must reuse its one
+    connection, not attach the lake again (a copied ``None`` used to cost each step an ATTACH)."""
+    opened = []
+    real_connect = Warehouse._connect
+
+    def counting_connect(self):
+        opened.append(self)
+        return real_connect(self)
+
+    monkeypatch.setattr(Warehouse, "_connect", counting_connect)
+    config = LakeConfig.embedded(tmp_path / "lake")
+    shared = Warehouse.shared(config)
+    try:
+        step_one = shared.with_log(logging.getLogger("step-one"))
+        step_one.replace_partition(D1, {"deduplicated_texts": _texts(3)})
+        step_two = shared.with_log(logging.getLogger("step-two"))
+        assert step_two.partition_hashes(D1) == ["h0", "h1", "h2"]
+        assert shared.partition_hashes(D1) == ["h0", "h1", "h2"]
+        assert len(opened) == 1
+        step_two.close()  # closes the one connection; the next use opens a new one
+        assert step_one.partition_hashes(D1) == ["h0", "h1", "h2"]
+        assert len(opened) == 2
+    finally:
+        shared.close()
+
 def test_vector_store_roundtrip_isolation_and_repeated_rows(wh):
     a = ModelKey("m", 4, None, 1).id
     b = ModelKey("m", 4, "cluster these", 1).id
