@@ -9,6 +9,11 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export UV_PYTHON ?= $(PYTHON)
 export UV_PYTHON_DOWNLOADS ?= never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+# Installed packages get their .pyc files at install time (~15 s once on 2 cores). Without them, a
+# machine with PYTHONDONTWRITEBYTECODE=1 (common in containers and CI images) compiles Dagster,
+# pandas and the rest from source in every process: a run's start-up, each step's first imports,
+# every code-server and test subprocess (docs/benchmarks.md, "(b)").
+export UV_COMPILE_BYTECODE ?= 1
 # Dagster 1.13 warns that partitioned asset checks are a preview feature every time one is built
 # (about 100 times a `make ui` session). We rely on them on purpose: say it once, here, instead.
 # And that a job over `topics` (single-run backfill policy) and the other assets runs one day per run.
