@@ -19,7 +19,8 @@ repo's dagster.yaml), exactly as a user would, twice: for this tree, and for a g
 design before the in-process embedder (``--before``; by default the parent of the commit that added
 ``core/embedding/local.py``), with the same Python environment and the same landing files. The step
 breakdown comes from the run's event log (STEP_START → STEP_SUCCESS); "outside the work" is the
-CLI's wall time minus the ``fresh_embeddings`` and ``clusters`` steps.
+CLI's wall time minus the ``fresh_embeddings`` and ``clusters`` steps. A third run of the same command on
+``bench/_noop_twin.py`` (the same graph, steps that do nothing) gives Dagster's floor for it.
 
 (c) generates one JSON Lines file of 1,000,000 comments and times ``read_landing_partition`` plus
 ``deduplicate`` in a fresh process, with that process's peak RSS.
@@ -110,11 +111,12 @@ def step_breakdown(home: Path) -> dict:
                 "run_end": run_times.get("RUN_SUCCESS", run_times.get("RUN_FAILURE"))}
 
 
-def run_day(tree: Path, root: Path, landing: Path, label: str) -> dict:
+def run_day(tree: Path, root: Path, landing: Path, label: str,
+            module: str = "embed_dagster.definitions") -> dict:
     env = clean_env(root, landing)
     env["PYTHONPATH"] = str(tree)  # this tree's embed_dagster, whatever the venv has installed
     cmd = [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "--select", "*",
-           "-m", "embed_dagster.definitions", "--partition", DAY.isoformat()]
+           "-m", module, "--partition", DAY.isoformat()]
     print(f"[{label}] {' '.join(cmd[1:])}  (load {load_avg()})", flush=True)
     load_before = load_avg()
     launched = time.time()
@@ -161,6 +163,8 @@ def bench_day(comments: int, before: str | None, keep: bool) -> tuple[str, list[
     results = []
     try:
         results.append(run_day(REPO, tmp / "now", landing, "in-process (this tree)"))
+        # Dagster's floor for this graph: the same command on a twin whose steps do nothing
+        results.append(run_day(REPO, tmp / "floor", landing, FLOOR_LABEL, module="bench._noop_twin"))
         if before != "none":
             commit = before_commit(before)
             with before_tree(tmp, commit) as tree:
@@ -171,8 +175,12 @@ def bench_day(comments: int, before: str | None, keep: bool) -> tuple[str, list[
     return render_day(comments, results), results
 
 
+FLOOR_LABEL = "floor: the same graph, steps that do nothing (`bench/_noop_twin.py`)"
+
+
 def render_day(comments: int, results: list[dict]) -> str:
     now = results[0]
+    floor = next((r for r in results if r["label"] == FLOOR_LABEL), None)
     distinct = now["embed"].get("texts_needed", "?")
     lines = [
         f"### (b) One day of {comments:,} comments, run alone",
@@ -208,8 +216,20 @@ def render_day(comments: int, results: list[dict]) -> str:
     keys = sorted({k for r in results for k in r["steps"]}, key=lambda k: -now["steps"].get(k, 0))
     for key in keys:
         lines.append(f"| {key} | " + " | ".join(f"{r['steps'].get(key, 0):.2f}" for r in results) + " |")
-    if len(results) > 1:
-        then = results[1]
+    if floor is not None:
+        work = now["work"]
+        budget = 0.15 / 0.85 * work  # outside ≤ 15% of (work + outside)
+        lines += ["", f"Floor: the same command on a twin of the code location (same assets, checks, "
+                  f"partitions, dependencies and executor; every step does nothing) takes "
+                  f"**{floor['wall']:.1f} s** ({floor.get('startup', 0):.1f} s to RUN_START, "
+                  f"{floor.get('run_s', 0):.1f} s of run, the rest exit), "
+                  f"{100 * floor['wall'] / now['wall']:.0f}% of this tree's wall time. With "
+                  f"{work:.1f} s of embedding and clustering, ≤15% outside leaves {budget:.1f} s for "
+                  f"everything else: the floor alone is {floor['wall']:.1f} s, and this tree's other steps "
+                  f"and its work between and around them add {now['outside'] - floor['wall']:.1f} s."]
+    others = [r for r in results[1:] if r is not floor]
+    if others:
+        then = others[0]
         lines += ["", f"Wall time, before / now: **{then['wall'] / now['wall']:.2f}×**; time outside the "
                   f"work, before / now: {then['outside'] / max(now['outside'], 1e-9):.1f}×."]
     return "\n".join(lines)
