@@ -116,7 +116,6 @@ def test_schema_is_ensured_once_per_process(tmp_path, monkeypatch):
     second.close()
 
 
-
 def test_steps_share_the_process_connection(tmp_path, monkeypatch):
     """Every step gets ``with_log`` clones of the shared Warehouse: they must reuse its one
     connection, not attach the lake again (a copied ``None`` used to cost each step an ATTACH)."""
@@ -142,6 +141,7 @@ def test_steps_share_the_process_connection(tmp_path, monkeypatch):
         assert len(opened) == 2
     finally:
         shared.close()
+
 
 def test_vector_store_roundtrip_isolation_and_repeated_rows(wh):
     a = ModelKey("m", 4, None, 1).id
