@@ -561,6 +561,40 @@ def _oracle_row(name: str, layer: str, y, days: list[dict]) -> dict:
     return {"set": name, "layer": layer, **oracle_join(y, days), "false_new": None}
 
 
+def _ceiling_row(name: str, layer: str, dd: dict, emerging_days: list[dict]) -> dict:
+    return {
+        "set": name,
+        "layer": layer,
+        "withheld": len(dd["withheld"]),
+        **cluster_level_ceiling(dd["y"], dd["emg"], dd["withheld"], emerging_days),
+    }
+
+
+def score_layer(name: str, layer: str, dd: dict, days: dict, run, rows, emerging_rows, surge_rows) -> dict:
+    """Run one topic layer on the three splits (``days``: split → its per-day clusters) and append its
+    row to each of the three tables. Returns the random split's run."""
+    y, n = dd["y"], len(dd["y"])
+    rnd = run(days["rnd"], n)
+    rows.append({"set": name, "layer": layer, **topic_scores(y, dd["rnd"], rnd)})
+    emerging_rows.append(
+        {
+            "set": name,
+            "layer": layer,
+            "withheld": len(dd["withheld"]),
+            **emerging_scores(y, dd["emg"], dd["withheld"], run(days["emg"], n)),
+        }
+    )
+    surge_rows.append(
+        {
+            "set": name,
+            "layer": layer,
+            "surging": len(dd["surging"]),
+            **surge_scores(y, dd["srg"], dd["surging"], run(days["srg"], n)),
+        }
+    )
+    return rnd
+
+
 def window_layer_rows(name: str, dd: dict, params, rows, emerging_rows, surge_rows, k: int) -> list[dict]:
     """The window layers (no vote, then every ``VOTE_GRID`` setting) on the window days of the three
     splits, with the leave-one-set-out ``params``: their rows go into the three tables, and one summary
@@ -577,25 +611,15 @@ def window_layer_rows(name: str, dd: dict, params, rows, emerging_rows, surge_ro
             q, guard = vote
             guard_txt = "no guard" if guard is None else f"guard {guard:g}×"
             layer = f"window (K={k}) + vote q {q:g}, {guard_txt}, ≥ {VOTE_MIN_EARLIER} earlier"
-        run = run_ours(win["rnd"], len(y), params, vote)
-        rows.append({"set": name, "layer": layer, **topic_scores(y, dd["rnd"], run)})
-        erun = run_ours(win["emg"], len(y), params, vote)
-        emerging_rows.append(
-            {
-                "set": name,
-                "layer": layer,
-                "withheld": len(dd["withheld"]),
-                **emerging_scores(y, dd["emg"], dd["withheld"], erun),
-            }
-        )
-        srun = run_ours(win["srg"], len(y), params, vote)
-        surge_rows.append(
-            {
-                "set": name,
-                "layer": layer,
-                "surging": len(dd["surging"]),
-                **surge_scores(y, dd["srg"], dd["surging"], srun),
-            }
+        run = score_layer(
+            name,
+            layer,
+            dd,
+            win,
+            lambda days, n, vote=vote: run_ours(days, n, params, vote),
+            rows,
+            emerging_rows,
+            surge_rows,
         )
         out.append(
             {
@@ -623,12 +647,9 @@ def window_layer_rows(name: str, dd: dict, params, rows, emerging_rows, surge_ro
     )
     rows.append(_oracle_row(name, f"oracle join on the window clusters (K={k})", y, win["rnd"]))
     emerging_rows.append(
-        {
-            "set": name,
-            "layer": f"ceiling of any cluster-level rule on the window clusters (K={k})",
-            "withheld": len(dd["withheld"]),
-            **cluster_level_ceiling(y, dd["emg"], dd["withheld"], win["emg"]),
-        }
+        _ceiling_row(
+            name, f"ceiling of any cluster-level rule on the window clusters (K={k})", dd, win["emg"]
+        )
     )
     # today's layer, BERTopic and the oracle rows of this run, for the same table
     by = {r["layer"]: r for r in rows if r["set"] == name}
@@ -769,34 +790,16 @@ def main(argv: list[str] | None = None) -> None:
         }
         y = dd["y"]
         pd_ari, pd_nmi = per_day_scores(dd["rnd_days"], y)
+        own_days = {split: dd[f"{split}_days"] for split in ("rnd", "emg", "srg")}
         for layer, fn in layers.items():
-            run = fn(dd["rnd_days"], len(y))
-            rows.append({"set": name, "layer": layer, **topic_scores(y, dd["rnd"], run)})
-            erun = fn(dd["emg_days"], len(y))
-            emerging_rows.append(
-                {
-                    "set": name,
-                    "layer": layer,
-                    "withheld": len(dd["withheld"]),
-                    **emerging_scores(y, dd["emg"], dd["withheld"], erun),
-                }
-            )
-            srun = fn(dd["srg_days"], len(y))
-            surge_rows.append(
-                {
-                    "set": name,
-                    "layer": layer,
-                    "surging": len(dd["surging"]),
-                    **surge_scores(y, dd["srg"], dd["surging"], srun),
-                }
-            )
+            score_layer(name, layer, dd, own_days, fn, rows, emerging_rows, surge_rows)
         emerging_rows.append(
-            {
-                "set": name,
-                "layer": "ceiling of any cluster-level rule (flag the clusters with a withheld majority)",
-                "withheld": len(dd["withheld"]),
-                **cluster_level_ceiling(y, dd["emg"], dd["withheld"], dd["emg_days"]),
-            }
+            _ceiling_row(
+                name,
+                "ceiling of any cluster-level rule (flag the clusters with a withheld majority)",
+                dd,
+                dd["emg_days"],
+            )
         )
         if not args.no_bertopic:
             labels, how, secs = run_bertopic(dd["x"])
@@ -838,12 +841,12 @@ def main(argv: list[str] | None = None) -> None:
             }
         )
         rows.append(
-            {
-                "set": name,
-                "layer": "oracle join (each day's cluster, whole, → the topic of its majority label)",
-                **oracle_join(y, dd["rnd_days"]),
-                "false_new": None,
-            }
+            _oracle_row(
+                name,
+                "oracle join (each day's cluster, whole, → the topic of its majority label)",
+                y,
+                dd["rnd_days"],
+            )
         )
         for r in rows[-(len(layers) + 3) :]:
             print(
