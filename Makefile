@@ -9,7 +9,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export UV_PYTHON ?= $(PYTHON)
 export UV_PYTHON_DOWNLOADS ?= never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
-# Installed packages get their .pyc files at install time (~15 s once on 2 cores). Without them, a
+# Installed packages get their .pyc files at install time (13-17 s once on 2 cores). Without them, a
 # machine with PYTHONDONTWRITEBYTECODE=1 (common in containers and CI images) compiles Dagster,
 # pandas and the rest from source in every process: a run's start-up, each step's first imports,
 # every code-server and test subprocess (docs/benchmarks.md, "(b)").
@@ -53,8 +53,9 @@ demo: $(VENV)/.base $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m embed_dagster.dev.demo
 
 # Everything but the browser test: unit, asset-level, servers, faults, backfills through dagster dev.
-# Two workers: the long tests mostly wait (daemon ticks, run monitoring, server deadlines), so two at
-# once roughly halve the wall time on 2 cores; each module stays on one worker (conftest.py).
+# Two workers: the long tests partly wait (daemon ticks, run monitoring, server deadlines), so two at
+# once overlap those waits; each module stays on one worker (conftest.py). Fresh-clone `.ci/run` on 2
+# cores: 8:45 to 10:28 for this target.
 # `make test-faults` runs serially and prints the fault suite's figures at the end.
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not ui" embed_dagster_tests

@@ -1,11 +1,11 @@
 """A faster process exit for every process that loads this code location.
 
-Why: after a run, a Dagster process (the CLI, a run worker, a code server) holds about 370,000
-objects tracked by Python's cyclic garbage collector: Dagster's definitions and snapshots, the run's
-events, the libraries. At interpreter shutdown CPython runs that collector over all of them more
-than once; measured with ``perf`` on a 30,000-comment day's ``dagster asset materialize``, 1.3-1.5 s
-from the last atexit handler to the process's end, almost all in ``gc_collect_main`` (a no-op twin
-of the same graph exits in about 0.6 s). That is as long as every small step of the run together.
+Why: after a run, a Dagster process (the CLI, a run worker, a code server) holds hundreds of
+thousands of objects tracked by Python's cyclic garbage collector: Dagster's definitions and
+snapshots, the run's events, the libraries. At interpreter shutdown CPython runs that collector over
+all of them. A 30,000-comment day's ``dagster asset materialize`` took 1.2 s from RUN_SUCCESS to
+the process's end, 0.1 s with this handler (docs/benchmarks.md, "(b)"); a one-off ``perf record``
+of that exit put nearly all of it in ``gc_collect_main``.
 
 ``gc.freeze()`` in an atexit handler moves the surviving objects to the permanent generation, which
 those shutdown passes skip. Everything is still released by reference counting as modules are torn
