@@ -16,6 +16,7 @@ from embed_dagster.defs.resources import (
 )
 from embed_dagster.dev.local_server import MODEL_NAME
 from embed_dagster.dev.sample_data import generate_landing
+from embed_dagster_tests.support.defs import ASSETS
 from embed_dagster_tests.support.lake import query_arrow
 from embed_dagster_tests.support.pipeline import (
     EMBEDDING_TABLES,
@@ -268,3 +269,30 @@ def test_one_range_run_equals_the_days_run_one_by_one(pipeline, tmp_path):
     assert {k: sorted(v) for k, v in by_check.items()} == {
         c: days for c in ("conservation", "coverage", "vector_sanity", "clustering_health")
     }
+
+
+def test_topic_map_draws_the_stored_positions_and_falls_back_to_the_vectors(pipeline, tmp_path):
+    """The clusters step stores each text's position on the map, and the topic map draws those
+    instead of reading the day's vectors back and projecting them again. A day clustered by a
+    version that stored no positions (NULL) gets the same picture from its vectors."""
+    db = str(tmp_path / "lake")
+    resources = {**pipeline["resources"], "warehouse": WarehouseResource(root=db)}
+    result = support_materialize(resources, DAY1)
+    assert result.success
+    placed = query_arrow(
+        db,
+        """SELECT count(*) AS n, count(map_x) AS x, count(map_y) AS y, count(DISTINCT text_hash) AS texts,
+                  count(DISTINCT (text_hash, map_x, map_y)) AS positions FROM clusters""",
+    ).to_pylist()[0]
+    assert placed["n"] > 0 and placed["x"] == placed["y"] == placed["n"]
+    assert placed["positions"] == placed["texts"]  # one position per distinct text
+    from_positions = own_materialization(result, "topics").metadata["topic_map"].value
+    assert from_positions.startswith("![topic map")
+
+    rows = query_arrow(db, "SELECT * EXCLUDE (partition_date, map_x, map_y) FROM clusters")
+    with Warehouse.embedded(db) as wh:
+        wh.replace_partition(DAY1, {"clusters": rows})  # as the previous version wrote it
+    assert query_arrow(db, "SELECT count(map_x) AS x FROM clusters").column("x")[0].as_py() == 0
+    rerun = dg.materialize(ASSETS, selection=["topics"], partition_key=DAY1.isoformat(), resources=resources)
+    assert rerun.success
+    assert own_materialization(rerun, "topics").metadata["topic_map"].value == from_positions

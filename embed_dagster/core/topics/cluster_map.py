@@ -22,21 +22,56 @@ from embed_dagster.core.topics._plot import with_cjk_font
 _NOISE_COLOUR = (0.78, 0.78, 0.78, 0.5)
 
 
-def project_2d(vectors: np.ndarray, labels: np.ndarray, seed: int = 0) -> np.ndarray:
-    """LDA computed by hand in a 50-d PCA space (sklearn's LDA on 512-d takes tens of seconds)."""
-    x = np.asarray(vectors, dtype=np.float64)
+def map_coordinates(
+    vectors: np.ndarray, labels: np.ndarray, max_points: int = 20000, seed: int = 0
+) -> np.ndarray:
+    """Every row's position on the day's map, ``(n, 2)`` float32.
+
+    Why all rows, and why a separate step: the projection is fitted on a seeded sample of at most
+    ``max_points`` rows (the same sample ``render_cluster_map`` draws) and, being linear, applied to
+    every row. So the clusters step computes the positions once and stores them with the
+    assignments, and the topic map draws the same positions without reading the day's vectors back
+    from the lake and projecting them again.
+    """
+    x = np.asarray(vectors)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if x.ndim != 2 or x.shape[0] != len(labels):
+        raise ValueError(f"expected one row per label: vectors {x.shape}, labels {labels.shape}")
+    if not len(x):
+        return np.zeros((0, 2), np.float32)
+    keep = _sample(len(labels), max_points, seed)
+    fit = x if keep is None else x[keep]
+    fit_labels = labels if keep is None else labels[keep]
+    return _fit_projection(np.asarray(fit, dtype=np.float64), fit_labels, seed)(x).astype(np.float32)
+
+
+def _sample(n: int, max_points: int, seed: int) -> np.ndarray | None:
+    """The rows a map of ``n`` points fits and draws: all, or a seeded sorted sample."""
+    if n <= max_points:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))
+
+
+def _fit_projection(x: np.ndarray, labels: np.ndarray, seed: int):
+    """The 2-D linear view of ``x`` (rows) that best separates ``labels``, as a function of rows.
+
+    LDA computed by hand in a 50-d PCA space (sklearn's LDA on 512-d takes tens of seconds)."""
     if x.shape[1] <= 2:
-        return np.pad(x, ((0, 0), (0, 2 - x.shape[1])))
+        return lambda rows: np.pad(np.asarray(rows, np.float64), ((0, 0), (0, 2 - np.asarray(rows).shape[1])))
     if len(x) < 2:
-        return np.zeros((len(x), 2))
+        return lambda rows: np.zeros((len(rows), 2))
     from scipy.linalg import eigh
     from sklearn.decomposition import PCA
 
-    x = PCA(n_components=min(50, len(x), x.shape[1]), random_state=seed).fit_transform(x)
+    pca = PCA(n_components=min(50, len(x), x.shape[1]), random_state=seed).fit(x)
+    x = pca.transform(x)
     clustered = labels >= 0
     ids, inverse, counts = np.unique(labels[clustered], return_inverse=True, return_counts=True)
     if len(ids) < 3:
-        return np.pad(x[:, :2], ((0, 0), (0, max(0, 2 - x.shape[1]))))
+        first = min(2, x.shape[1])
+        return lambda rows: np.pad(
+            pca.transform(np.asarray(rows, np.float64))[:, :first], ((0, 0), (0, 2 - first))
+        )
     xc = x[clustered]
     means = np.zeros((len(ids), x.shape[1]))
     np.add.at(means, inverse, xc)
@@ -48,7 +83,8 @@ def project_2d(vectors: np.ndarray, labels: np.ndarray, seed: int = 0) -> np.nda
     # shrink towards the mean variance: invertible, and no axis chases a few tight tiny clusters
     sw = 0.8 * sw + 0.2 * np.eye(len(sw)) * (np.trace(sw) / len(sw) + 1e-12)
     _, vecs = eigh(sb, sw)
-    return x @ vecs[:, ::-1][:, :2]
+    axes = vecs[:, ::-1][:, :2]
+    return lambda rows: pca.transform(np.asarray(rows, np.float64)) @ axes
 
 
 @with_cjk_font
@@ -81,10 +117,10 @@ def render_cluster_map(
     if x.ndim != 2 or x.shape[0] != len(labels):
         raise ValueError(f"expected one row per label: vectors {x.shape}, labels {labels.shape}")
     shown = map_clusters(labels, annotate_top)
-    if len(labels) > max_points:
-        keep = np.sort(np.random.default_rng(seed).choice(len(labels), max_points, replace=False))
-        x, labels = x[keep], labels[keep]
-    xy = project_2d(x, labels, seed) if len(x) else np.zeros((0, 2))
+    keep = _sample(len(labels), max_points, seed)
+    xy = map_coordinates(x, labels, max_points, seed) if len(x) else np.zeros((0, 2))
+    if keep is not None:
+        xy, labels = xy[keep], labels[keep]
 
     dpi = 100
     fig = figure(size_px, int(size_px * 0.75), dpi)

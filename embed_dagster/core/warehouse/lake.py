@@ -724,11 +724,11 @@ class Warehouse:
     def comment_assignments(self, day: date, by_hash: pa.Table) -> pa.Table:
         """Each comment of the day with its text's cluster.
 
-        ``by_hash`` holds text_hash, cluster_id and probability per distinct text."""
+        ``by_hash`` holds text_hash, cluster_id, probability, map_x and map_y per distinct text."""
         with self._cursor() as cur:
             _register(cur, "labels", by_hash)
             return cur.execute(
-                """SELECT m.comment_id, m.text_hash, l.cluster_id, l.probability
+                """SELECT m.comment_id, m.text_hash, l.cluster_id, l.probability, l.map_x, l.map_y
                    FROM comment_texts m JOIN labels l USING (text_hash)
                    WHERE m.partition_date = ? ORDER BY m.comment_id""",
                 [day],
@@ -761,8 +761,26 @@ class Warehouse:
         ).to_pylist()
         return latest, absorbed, recent
 
+    def cluster_map_points(self, day: date) -> tuple[np.ndarray, np.ndarray] | None:
+        """The day's distinct texts' map positions and cluster ids, as the clusters step stored them
+        (for the topic map); None when the day was clustered before positions were stored."""
+        table = self._arrow(
+            """SELECT text_hash, min(cluster_id) AS cluster_id, any_value(map_x) AS x, any_value(map_y) AS y
+               FROM clusters WHERE partition_date = ? GROUP BY text_hash ORDER BY text_hash""",
+            [day],
+        )
+        if table.column("x").null_count or table.column("y").null_count:
+            return None
+
+        def column(name: str) -> np.ndarray:
+            return table.column(name).to_numpy(zero_copy_only=False)
+
+        xy = np.column_stack([column("x"), column("y")]).astype(np.float32).reshape(-1, 2)
+        return xy, column("cluster_id").astype(np.int64)
+
     def clustered_text_vectors(self, day: date, model_key_id: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
-        """The day's distinct texts' vectors and cluster ids (for the topic map)."""
+        """The day's distinct texts' vectors and cluster ids (for the topic map of a day clustered
+        before map positions were stored)."""
         stored = _first_stored(
             "model_key = ? AND text_hash IN (SELECT text_hash FROM clusters WHERE partition_date = ?)"
         )

@@ -127,6 +127,8 @@ TABLES: dict[str, Table] = {
             ("text_hash", "VARCHAR", "Hash of its normalized text"),
             ("cluster_id", "INTEGER", "Cluster within the day, -1 for noise"),
             ("probability", "DOUBLE", "HDBSCAN membership strength (0 for noise)"),
+            ("map_x", "FLOAT", "Position of its text on the day's cluster map (the topic map reuses it)"),
+            ("map_y", "FLOAT", "Position of its text on the day's cluster map"),
         ),
         _t(
             "cluster_summaries",

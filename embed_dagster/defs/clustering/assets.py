@@ -5,7 +5,7 @@ import numpy as np
 import pyarrow as pa
 
 from embed_dagster.core.clustering.recipe import ClusterSummary, cluster_vectors, summarize_clusters
-from embed_dagster.core.topics.cluster_map import map_clusters, render_cluster_map
+from embed_dagster.core.topics.cluster_map import map_clusters, map_coordinates, render_cluster_map
 from embed_dagster.core.warehouse.vector_store import matrix_to_arrow
 from embed_dagster.defs.resources import (
     ClusteringResource,
@@ -60,11 +60,14 @@ def _clusters_day(context, wh, key, config, maps_dir, day) -> dict:
     hashes = texts.column("text_hash").to_pylist()
     counts = np.asarray(texts.column("comment_count").to_pylist(), dtype=np.int64)
     summaries = summarize_clusters(texts.column("text").to_pylist(), matrix, result.labels, weights=counts)
+    xy = map_coordinates(matrix, result.labels)  # stored: the topic map draws the same positions
     by_hash = pa.table(
         {
             "text_hash": pa.array(hashes, pa.string()),
             "cluster_id": pa.array(result.labels.astype(np.int32)),
             "probability": pa.array(result.probabilities.astype(np.float64)),
+            "map_x": pa.array(xy[:, 0], pa.float32()),
+            "map_y": pa.array(xy[:, 1], pa.float32()),
         }
     )
     comment_rows = wh.comment_assignments(day, by_hash)
@@ -74,7 +77,7 @@ def _clusters_day(context, wh, key, config, maps_dir, day) -> dict:
     named = map_clusters(result.labels, MAP_TOP)
     by_id = {s.cluster_id: s for s in summaries}
     png = render_cluster_map(
-        matrix,
+        xy,
         result.labels,
         title=f"clusters {day}",
         annotate_top=MAP_TOP,

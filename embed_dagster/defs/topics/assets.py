@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from embed_dagster.core.clustering.recipe import ClusterSummary
-from embed_dagster.core.topics.cluster_map import map_clusters, render_cluster_map
+from embed_dagster.core.topics.cluster_map import map_clusters, map_coordinates, render_cluster_map
 from embed_dagster.core.topics.matching import (
     TopicParams,
     process_day,
@@ -135,14 +135,19 @@ def _day_metadata(wh, embedding, day, state, result, snapshot) -> dict:
             ],
         ),
     }
-    key = embedding.model_key()
-    vectors, labels_of_texts = wh.clustered_text_vectors(day, key.id, key.dimensions)
+    points = wh.cluster_map_points(day)
+    if points is None:  # clustered by a version that stored no map positions: project its vectors here
+        key = embedding.model_key()
+        vectors, labels_of_texts = wh.clustered_text_vectors(day, key.id, key.dimensions)
+        xy = map_coordinates(vectors, labels_of_texts)
+    else:
+        xy, labels_of_texts = points
     if len(labels_of_texts):
         topic_of = {ct.cluster_id: ct for ct in result.clusters}
         label_of = {t.topic_id: t.label for t in result.topics}
         named = map_clusters(labels_of_texts, MAP_TOP)
         png = render_cluster_map(
-            vectors,
+            xy,
             labels_of_texts,
             title=f"topics {day}",
             annotate_top=MAP_TOP,

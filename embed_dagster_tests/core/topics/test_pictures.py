@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from embed_dagster.core.topics._plot import ensure_font
-from embed_dagster.core.topics.cluster_map import map_clusters, render_cluster_map
+from embed_dagster.core.topics.cluster_map import map_clusters, map_coordinates, render_cluster_map
 from embed_dagster.core.topics.trend import render_topic_trend
 
 
@@ -56,6 +56,22 @@ def test_map_names_clusters_in_chinese_with_no_missing_glyphs_and_stays_small():
     assert png == render_cluster_map(x, y, "地图 map", names=names, highlight={2}, annotate_top=4)
     # a Chinese label draws ink: the map differs from one with the label left out
     assert png != render_cluster_map(x, y, "地图 map", names={**names, 0: ""}, highlight={2}, annotate_top=4)
+
+
+@pytest.mark.parametrize("max_points", [10_000, 500])
+def test_stored_positions_draw_the_map_the_vectors_draw(max_points):
+    """The clusters step stores ``map_coordinates`` and the topic map draws them: the same picture
+    as projecting the vectors, also when the projection is fitted on a sample and applied to all."""
+    x, y = blobs([600, 300, 150, 60], seed=3)
+    xy = map_coordinates(x, y, max_points=max_points)
+    assert xy.shape == (len(x), 2) and xy.dtype == np.float32 and np.isfinite(xy).all()
+    # the projection separates the clusters: each cluster's points sit nearer their own centre
+    centres = np.stack([xy[y == k].mean(axis=0) for k in range(4)])
+    nearest = np.argmin(((xy[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+    assert (nearest == y).mean() > 0.9
+    kwargs = dict(title="map", max_points=max_points, names={0: "zero"}, highlight={1})
+    assert render_cluster_map(xy, y, **kwargs) == render_cluster_map(x, y, **kwargs)
+    assert np.array_equal(map_coordinates(x, y, max_points=max_points), xy)  # deterministic
 
 
 def test_map_and_table_share_the_same_clusters():
