@@ -42,7 +42,16 @@ def map_coordinates(
     keep = _sample(len(labels), max_points, seed)
     fit = x if keep is None else x[keep]
     fit_labels = labels if keep is None else labels[keep]
-    return _fit_projection(np.asarray(fit, dtype=np.float64), fit_labels, seed)(x).astype(np.float32)
+    project = _fit_projection(np.asarray(fit, dtype=np.float64), fit_labels, seed)
+    # in slices: the projection works in float64, and a day of 250,000 texts × 512 dims would
+    # otherwise need a 1 GB temporary copy
+    out = np.empty((len(x), 2), np.float32)
+    for start in range(0, len(x), _SLICE):
+        out[start : start + _SLICE] = project(x[start : start + _SLICE])
+    return out
+
+
+_SLICE = 16384
 
 
 def _sample(n: int, max_points: int, seed: int) -> np.ndarray | None:
