@@ -14,13 +14,15 @@ tree; and the same backfill for a git worktree of the design before issue 13 (``
 default ``fca2218``), with the same Python environment and landing files. Written to its own section
 (``backfill-range``) so a run of (a) alone leaves (b) and (c) in place.
 
-(b) runs ``dagster asset materialize --select '*' --partition D`` in a fresh ``DAGSTER_HOME`` (the
-repo's dagster.yaml), exactly as a user would, twice: for this tree, and for a git worktree of the
-design before the in-process embedder (``--before``; by default the parent of the commit that added
-``core/embedding/local.py``), with the same Python environment and the same landing files. The step
-breakdown comes from the run's event log (STEP_START → STEP_SUCCESS); "outside the work" is the
-CLI's wall time minus the ``fresh_embeddings`` and ``clusters`` steps. A third run of the same command on
-``bench/_noop_twin.py`` (the same graph, steps that do nothing) gives Dagster's floor for it.
+(b) runs ``dagster asset materialize --select '*' --partition D`` (the repo's dagster.yaml), exactly
+as a user would: for this tree in a ``DAGSTER_HOME`` nothing has used (so the command also creates the
+instance's storages, as a deployment's first run does), and in an existing one (as every later run
+finds it); and for a git worktree of the design before the in-process embedder (``--before``; by
+default the parent of the commit that added ``core/embedding/local.py``), with the same Python
+environment and the same landing files. The step breakdown comes from the run's event log
+(STEP_START → STEP_SUCCESS); "outside the work" is the CLI's wall time minus the ``fresh_embeddings``
+and ``clusters`` steps. The same command on ``bench/_noop_twin.py`` (the same graph, steps that do
+nothing), with a new and with the existing instance, gives Dagster's floor for it.
 
 (c) generates one JSON Lines file of 1,000,000 comments and times ``read_landing_partition`` plus
 ``deduplicate`` in a fresh process, with that process's peak RSS.
@@ -70,10 +72,12 @@ def before_commit(ref: str | None) -> str:
                           check=True).stdout.strip()
 
 
-def clean_env(root: Path, landing: Path) -> dict:
+def clean_env(root: Path, landing: Path, home: Path | None = None) -> dict:
+    """The environment of one (b) run: its own lake under ``root``; its own new DAGSTER_HOME, or
+    ``home`` (an instance earlier runs already created, as in a deployment)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SGLANG_", "REDIS_", "EMBED_DAGSTER_"))}
     env.pop("PYTHONPATH", None)
-    home = root / "dagster_home"
+    home = home or root / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     # _DB for the design before the lake, _LAKE for this one: each reads only its own
@@ -84,12 +88,12 @@ def clean_env(root: Path, landing: Path) -> dict:
 
 
 def step_breakdown(home: Path) -> dict:
-    """Per-step seconds and the fresh_embeddings metadata, from the only run in this instance."""
+    """Per-step seconds and the fresh_embeddings metadata, from the newest run in this instance."""
     import dagster as dg
 
     os.environ["DAGSTER_HOME"] = str(home)
     with dg.DagsterInstance.get() as instance:
-        (run,) = instance.get_runs()
+        run = instance.get_runs(limit=1)[0]
         run_events = {dg.DagsterEventType[k].value: k for k in ("RUN_START", "RUN_SUCCESS", "RUN_FAILURE")}
         starts, steps, embed_meta, run_times = {}, {}, {}, {}
         for entry in instance.all_logs(run.run_id):
@@ -112,8 +116,8 @@ def step_breakdown(home: Path) -> dict:
 
 
 def run_day(tree: Path, root: Path, landing: Path, label: str,
-            module: str = "embed_dagster.definitions") -> dict:
-    env = clean_env(root, landing)
+            module: str = "embed_dagster.definitions", home: Path | None = None) -> dict:
+    env = clean_env(root, landing, home)
     env["PYTHONPATH"] = str(tree)  # this tree's embed_dagster, whatever the venv has installed
     cmd = [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "--select", "*",
            "-m", module, "--partition", DAY.isoformat()]
@@ -126,7 +130,7 @@ def run_day(tree: Path, root: Path, landing: Path, label: str,
     load_after = load_avg()
     if proc.returncode != 0:
         raise SystemExit(f"[{label}] failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    figures = step_breakdown(root / "dagster_home")
+    figures = step_breakdown(Path(env["DAGSTER_HOME"]))
     work = sum(figures["steps"].get(s, 0.0) for s in WORK_STEPS)
     embed_s = float(figures["embed"].get("seconds", 0.0))
     if figures["run_start"] and figures["run_end"]:
@@ -161,10 +165,16 @@ def bench_day(comments: int, before: str | None, keep: bool) -> tuple[str, list[
     landing = tmp / "landing"
     generate_landing(landing, DAY, 1, per_day=comments, seed=13)
     results = []
+    home = tmp / "instance"  # one instance for the runs after the first, as a deployment has
     try:
-        results.append(run_day(REPO, tmp / "now", landing, "in-process (this tree)"))
+        results.append(run_day(REPO, tmp / "now", landing, NOW_LABEL))
         # Dagster's floor for this graph: the same command on a twin whose steps do nothing
-        results.append(run_day(REPO, tmp / "floor", landing, FLOOR_LABEL, module="bench._noop_twin"))
+        results.append(run_day(REPO, tmp / "floor", landing, FLOOR_LABEL, module="bench._noop_twin",
+                               home=home))
+        # A team's daily run: the instance exists (the floor's run created it), the day is new
+        results.append(run_day(REPO, tmp / "now-existing", landing, NOW_EXISTING_LABEL, home=home))
+        results.append(run_day(REPO, tmp / "floor-existing", landing, FLOOR_EXISTING_LABEL,
+                               module="bench._noop_twin", home=home))
         if before != "none":
             commit = before_commit(before)
             with before_tree(tmp, commit) as tree:
@@ -175,18 +185,24 @@ def bench_day(comments: int, before: str | None, keep: bool) -> tuple[str, list[
     return render_day(comments, results), results
 
 
-FLOOR_LABEL = "floor: the same graph, steps that do nothing (`bench/_noop_twin.py`)"
+NOW_LABEL = "in-process (this tree), new instance"
+NOW_EXISTING_LABEL = "in-process (this tree), existing instance"
+FLOOR_LABEL = "floor: the same graph, steps that do nothing (`bench/_noop_twin.py`), new instance"
+FLOOR_EXISTING_LABEL = "floor, existing instance"
 
 
 def render_day(comments: int, results: list[dict]) -> str:
     now = results[0]
-    floor = next((r for r in results if r["label"] == FLOOR_LABEL), None)
+    by_label = {r["label"]: r for r in results}
     distinct = now["embed"].get("texts_needed", "?")
     lines = [
         f"### (b) One day of {comments:,} comments, run alone",
         "",
-        f"`dagster asset materialize --select '*' -m embed_dagster.definitions --partition {DAY}` in a "
-        f"fresh DAGSTER_HOME (the repo's dagster.yaml), {distinct} distinct texts to embed, no cache. "
+        f"`dagster asset materialize --select '*' -m embed_dagster.definitions --partition {DAY}` "
+        f"(the repo's dagster.yaml), {distinct} distinct texts to embed, no cache, each run with a lake "
+        "of its own. *New instance*: a DAGSTER_HOME nothing has used, so the command also creates the "
+        "instance's SQLite storages (a deployment's first run); *existing instance*: one DAGSTER_HOME "
+        "that the floor's first run created, as every later run of a deployment finds it. "
         "*Outside the work* = wall time minus the `fresh_embeddings` and `clusters` steps (the issue's "
         "measure); *strict* also counts what `fresh_embeddings` spent outside embedding (its metadata "
         "`seconds`) as outside. *Start-up*: the command's launch to the run's RUN_START event "
@@ -216,18 +232,22 @@ def render_day(comments: int, results: list[dict]) -> str:
     keys = sorted({k for r in results for k in r["steps"]}, key=lambda k: -now["steps"].get(k, 0))
     for key in keys:
         lines.append(f"| {key} | " + " | ".join(f"{r['steps'].get(key, 0):.2f}" for r in results) + " |")
-    if floor is not None:
-        work = now["work"]
+    for tree_label, floor_label in ((NOW_LABEL, FLOOR_LABEL), (NOW_EXISTING_LABEL, FLOOR_EXISTING_LABEL)):
+        tree, floor = by_label.get(tree_label), by_label.get(floor_label)
+        if tree is None or floor is None:
+            continue
+        work = tree["work"]
         budget = 0.15 / 0.85 * work  # outside ≤ 15% of (work + outside)
-        lines += ["", f"Floor: the same command on a twin of the code location (same assets, checks, "
-                  f"partitions, dependencies and executor; every step does nothing) takes "
-                  f"**{floor['wall']:.1f} s** ({floor.get('startup', 0):.1f} s to RUN_START, "
+        lines += ["", f"Floor, {tree_label.split(', ')[-1]}: the same command on a twin of the code location "
+                  f"(same assets, checks, partitions, dependencies and executor; every step does nothing) "
+                  f"takes **{floor['wall']:.1f} s** ({floor.get('startup', 0):.1f} s to RUN_START, "
                   f"{floor.get('run_s', 0):.1f} s of run, the rest exit), "
-                  f"{100 * floor['wall'] / now['wall']:.0f}% of this tree's wall time. With "
+                  f"{100 * floor['wall'] / tree['wall']:.0f}% of this tree's wall time. With "
                   f"{work:.1f} s of embedding and clustering, ≤15% outside leaves {budget:.1f} s for "
                   f"everything else: the floor alone is {floor['wall']:.1f} s, and this tree's other steps "
-                  f"and its work between and around them add {now['outside'] - floor['wall']:.1f} s."]
-    others = [r for r in results[1:] if r is not floor]
+                  f"and its work between and around them add {tree['outside'] - floor['wall']:.1f} s."]
+    others = [r for r in results[1:] if r["label"] not in
+              (FLOOR_LABEL, FLOOR_EXISTING_LABEL, NOW_EXISTING_LABEL)]
     if others:
         then = others[0]
         lines += ["", f"Wall time, before / now: **{then['wall'] / now['wall']:.2f}×**; time outside the "
@@ -299,7 +319,13 @@ def package_path(tree: Path, env: dict) -> str:
     return proc.stdout.strip()
 
 
-def run_range(tree: Path, root: Path, landing: Path, start: dt.date, days: int, label: str) -> dict:
+def run_range(tree: Path, root: Path, landing: Path, start: dt.date, days: int, label: str,
+              launch_delay: float = 0.0) -> dict:
+    """One asset backfill through ``dagster dev``, launched ``launch_delay`` s after it answers.
+
+    Why a delay: ``dagster dev``'s backfill daemon runs its first loop as it starts, then one every
+    30 s, so a launch right away waits a whole loop for its first run, the worst case; a user of a
+    daemon that has been up for a while launches at any point of the loop (15 s on average)."""
     from embed_dagster_tests.support import dagster_procs as procs
 
     env = range_env(root, landing, start)
@@ -322,6 +348,7 @@ def run_range(tree: Path, root: Path, landing: Path, start: dt.date, days: int, 
         run_config = procs.in_process_run_config(gql, repo)
         if run_config:
             params["runConfigData"] = json.dumps(run_config)
+        time.sleep(launch_delay)
         load_before = load_avg()
         launched_at = time.time()
         started = time.monotonic()
@@ -336,6 +363,14 @@ def run_range(tree: Path, root: Path, landing: Path, start: dt.date, days: int, 
     begins = [r["startTime"] for r in runs if r.get("startTime")]
     run_seconds = [r["endTime"] - r["startTime"] for r in runs if r.get("endTime") and r.get("startTime")]
     statuses = [r["status"] for r in runs]
+    run_lines = []
+    for r in sorted(runs, key=lambda r: r.get("startTime") or 0):
+        tags = {t["key"]: t["value"] for t in r.get("tags") or []}
+        first, last = (tags.get(f"dagster/asset_partition_range_{k}") for k in ("start", "end"))
+        days_of = f"{first}…{last}" if first else tags.get("dagster/partition", "–")
+        assets = sorted(a["path"][-1] for a in r.get("assetSelection") or [])
+        begin, end = (r.get(k) - launched_at if r.get(k) else 0.0 for k in ("startTime", "endTime"))
+        run_lines.append(f"{', '.join(assets)} for {days_of}: {begin:.1f} → {end:.1f} s")
     result = dict(label=label, wall=wall, days=days, keys=keys, runs=len(runs), statuses=statuses,
                   ok=backfill["status"] in ("COMPLETED", "COMPLETED_SUCCESS")
                   and all(s == "SUCCESS" for s in statuses),
@@ -343,16 +378,20 @@ def run_range(tree: Path, root: Path, landing: Path, start: dt.date, days: int, 
                   last_run_end=(max(ends) - launched_at) if ends else None,
                   first_run_start=(min(begins) - launched_at) if begins else None,
                   run_seconds=sum(run_seconds), load_before=load_before, load_after=load_after,
-                  run_config=bool(run_config), killed=len(killed), package=package)
+                  run_config=bool(run_config), killed=len(killed), package=package,
+                  launch_delay=launch_delay, run_lines=run_lines)
     print(f"[{label}] {wall:.1f} s launch → done, {len(runs)} runs ({', '.join(sorted(set(statuses)))}), "
           f"backfill {backfill['status']}, first run started after {result['first_run_start'] or 0:.1f} s, "
           f"last run ended after {result['last_run_end'] or 0:.1f} s, runs' own time "
           f"{sum(run_seconds):.1f} s, "
           f"{len(killed)} processes killed at teardown  (load {load_after})", flush=True)
+    for line in run_lines:
+        print(f"[{label}]   run: {line}", flush=True)
     return result
 
 
-def bench_range(days: int, before_ref: str, before_days: int | None, keep: bool) -> tuple[str, dict]:
+def bench_range(days: int, before_ref: str, before_days: int | None, keep: bool,
+                delays: list[float] = (0.0,)) -> tuple[str, dict]:
     from embed_dagster.dev.sample_data import generate_landing
 
     start = range_start(days)
@@ -363,7 +402,12 @@ def bench_range(days: int, before_ref: str, before_days: int | None, keep: bool)
     out: dict = {"days": days, "start": start}
     try:
         out["sequential"] = run_sequential(tmp / "sequential", landing, start, days)
-        out["now"] = run_range(REPO, tmp / "now", landing, start, days, "daemon, this tree")
+        out["now"] = [
+            run_range(REPO, tmp / f"now-{i}", landing, start, days,
+                      "daemon, this tree" + (f", launched {d:g} s after `dagster dev` answered" if d else ""),
+                      launch_delay=d)
+            for i, d in enumerate(delays)
+        ]
         if before_ref != "none":
             commit = before_commit(before_ref)
             with before_tree(tmp, commit) as tree:
@@ -397,19 +441,28 @@ def render_range(out: dict) -> str:
         f"| sequential, one process | {days} | {seq['wall']:.1f} | {seq['wall'] / days:.1f} | — | — | — "
         f"| — | {'yes' if all(seq['ok']) else 'no'} | {seq['load_before']} → {seq['load_after']} |",
     ]
-    for r in (now, then):
+    for r in (*now, then):
         if r:
             lines.append(
                 f"| {r['label']} | {r['days']} | {r['wall']:.1f} | {r['wall'] / r['days']:.1f} "
                 f"| {r['first_run_start'] or 0:.1f} | {r['last_run_end'] or 0:.1f} | {r['runs']} "
                 f"| {r['run_seconds']:.1f} | {'yes' if r['ok'] else 'no: ' + ', '.join(r['statuses'])} "
                 f"| {r['load_before']} → {r['load_after']} |")
-    ratio = now["wall"] / seq["wall"]
+    lines.append("")
+    for r in now:
+        lines.append(f"Runs of *{r['label']}* (seconds after the launch): "
+                     + "; ".join(r.get("run_lines") or []) + ".")
+    lines.append("")
+    for r in now:
+        ratio = r["wall"] / seq["wall"]
+        when = (f"launched {r['launch_delay']:g} s after `dagster dev` answered" if r["launch_delay"]
+                else "launched as soon as `dagster dev` answered")
+        lines.append(
+            f"Daemon / sequential (this tree, {when}): **{ratio:.2f}×** (target ≤1.5× → "
+            f"{'met' if ratio <= 1.5 else 'not met'}); to the last run's end: "
+            f"{(r['last_run_end'] or 0) / seq['wall']:.2f}×.")
+    now = now[0]
     lines += [
-        "",
-        f"Daemon / sequential (this tree): **{ratio:.2f}×** (target ≤1.5× → "
-        f"{'met' if ratio <= 1.5 else 'not met'}); to the last run's end: "
-        f"{(now['last_run_end'] or 0) / seq['wall']:.2f}×. "
         f"Sequential: {seq['import_s']:.1f} s imports, then {seq['loop_s']:.1f} s materializing "
         f"(first day {seq['per_day'][0]:.1f} s with the model load, the others "
         f"{(sum(seq['per_day'][1:]) / max(days - 1, 1)):.1f} s each on average).",
@@ -512,13 +565,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="git ref of the design (a) compares with; 'none' to skip")
     p.add_argument("--backfill-before-days", type=int, default=None,
                    help="fewer days for the before design (its figure is then compared per day)")
+    p.add_argument("--launch-delays", default="0,15",
+                   help="(a): one daemon backfill of this tree per value, launched that many seconds after "
+                        "`dagster dev` answers (0: right after the daemon's first loop, the longest wait; "
+                        "15: the average wait of a daemon that has been up a while)")
     p.add_argument("--keep", action="store_true", help="keep the temporary folders")
     p.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = p.parse_args(argv)
 
     if args.backfill_days:
+        delays = [float(v) for v in args.launch_delays.split(",") if v.strip()]
         markdown = render_header_range(args) + "\n\n" + bench_range(
-            args.backfill_days, args.backfill_before, args.backfill_before_days, args.keep)[0]
+            args.backfill_days, args.backfill_before, args.backfill_before_days, args.keep, delays)[0]
         print(markdown)
         if not args.no_doc:
             print(f"written to {write_section('backfill-range', markdown)}")
@@ -542,7 +600,7 @@ def render_header_range(args: argparse.Namespace) -> str:
             f"Command: `python -m bench.bench_backfill --backfill-days {args.backfill_days} "
             f"--backfill-before {args.backfill_before}"
             + (f" --backfill-before-days {args.backfill_before_days}" if args.backfill_before_days else "")
-            + " --skip-day --ingest-rows 0`.")
+            + f" --launch-delays {args.launch_delays} --skip-day --ingest-rows 0`.")
 
 
 if __name__ == "__main__":
