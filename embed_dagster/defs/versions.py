@@ -24,8 +24,8 @@ import hashlib
 import json
 
 from embed_dagster.core.textnorm import NORMALIZATION_VERSION
-from embed_dagster.core.topics.matching import TopicParams
 from embed_dagster.defs.resources import ClusteringResource, EmbeddingResource
+from embed_dagster.defs.topics.params import topic_params
 from embed_dagster.settings import Settings, load_settings
 
 INGEST_VERSION = 1
@@ -62,7 +62,7 @@ def code_versions(settings: Settings | None = None) -> dict[str, str]:
         # own code version or for an upstream's new data version, not for an upstream that is merely
         # stale, so the model key is part of these versions: a new model marks them stale at once.
         "clusters": f"cluster-{settings_digest(ClusteringResource().config())}-{settings_digest(key.id)}",
-        "topics": f"topics-{settings_digest(TopicParams())}-{settings_digest(key.id)}",
+        "topics": f"topics-{settings_digest(topic_params(s))}-{settings_digest(key.id)}",
     }
     return {name: f"v{_LOGIC[name]}-{value}" for name, value in own.items()}
 

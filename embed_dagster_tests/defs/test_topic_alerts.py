@@ -13,6 +13,7 @@ import datetime
 import dagster as dg
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from embed_dagster.core.warehouse.lake import Warehouse
 from embed_dagster.core.warehouse.vector_store import matrix_to_arrow
@@ -130,3 +131,65 @@ def test_one_range_run_walks_the_days_in_order_and_gives_the_day_by_day_topics(t
     query = f"SELECT {columns} FROM topics ORDER BY partition_date, cluster_id"
     daily, ranged_rows = (query_arrow(roots[n], query).to_pylist() for n in ("daily", "range"))
     assert len(daily) == sum(len(s) for _, s in plan) and ranged_rows == daily
+
+
+@pytest.mark.parametrize("threshold, continued", [(None, True), ("0.9", False)])
+def test_the_match_threshold_setting_decides_whether_a_theme_continues(
+    tmp_path, monkeypatch, threshold, continued
+):
+    """EMBED_DAGSTER_TOPIC_MATCH (a deployment calibrated for another embedding model) replaces the
+    code's constant in the run, and the topics code version changes with it."""
+    from embed_dagster.defs.versions import code_versions
+
+    monkeypatch.delenv("EMBED_DAGSTER_TOPIC_MATCH", raising=False)
+    default_version = code_versions()["topics"]
+    if threshold is not None:
+        monkeypatch.setenv("EMBED_DAGSTER_TOPIC_MATCH", threshold)
+    assert (code_versions()["topics"] == default_version) == (threshold is None)
+    db = str(tmp_path / "lake")
+    lake = Warehouse.embedded(db)
+    resources = {"warehouse": WarehouseResource(root=db), "embedding": EmbeddingResource()}
+    base, other = _unit(1), _unit(2)
+    other = other - (other @ base) * base
+    other /= np.linalg.norm(other)
+    # the theme a day later at cosine 0.857: above the constant (0.72), under the setting (0.9) and
+    # under the merge threshold (0.92), so a new topic from it stays new; 100 texts at that
+    # distance are within the size rule's default limit ((1 - 0.857) * 100 < 20)
+    drifted = ((base + 0.6 * other) / np.linalg.norm(base + 0.6 * other)).astype(np.float32)
+    assert 0.85 < float(base @ drifted) < 0.86
+    for k, centroid in enumerate([base, drifted]):
+        day = DAY1 + datetime.timedelta(days=k)
+        lake.replace_partition(day, {"cluster_summaries": ({}, _summaries({0: 100}, {0: centroid}))})
+        assert dg.materialize([topics], partition_key=day.isoformat(), resources=resources).success
+    day2 = DAY1 + datetime.timedelta(days=1)
+    (row,) = query_arrow(db, "SELECT status FROM topics WHERE partition_date = ?", [day2]).to_pylist()
+    assert row["status"] == ("continued" if continued else "new")
+
+
+def test_a_topic_threshold_outside_cosine_range_fails_at_load_with_its_name(monkeypatch):
+    from embed_dagster.settings import load_settings
+
+    monkeypatch.setenv("EMBED_DAGSTER_TOPIC_MERGE", "1.5")
+    with pytest.raises(ValueError, match="EMBED_DAGSTER_TOPIC_MERGE"):
+        load_settings()
+
+
+def test_the_benchmark_prints_settings_that_give_back_its_thresholds(monkeypatch):
+    """What `bench_topics` prints for a calibrated model, set in the environment, is the TopicParams
+    the topics asset runs with; a size rule the calibration turned off stays off."""
+    from embed_dagster.defs.topics.params import topic_env, topic_params
+
+    calibrated = {
+        "match_threshold": 0.81,
+        "small_join_threshold": 0.77,
+        "merge_threshold": 0.93,
+        "match_spread": 17.5,
+        "spread_ratio": None,
+    }
+    lines = topic_env(calibrated)
+    assert "EMBED_DAGSTER_TOPIC_SPREAD_RATIO=0" in lines
+    for line in lines:
+        name, value = line.split("=")
+        monkeypatch.setenv(name, value)
+    params = topic_params()
+    assert {k: getattr(params, k) for k in calibrated} == calibrated

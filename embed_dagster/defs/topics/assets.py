@@ -15,7 +15,6 @@ import pyarrow as pa
 from embed_dagster.core.clustering.recipe import ClusterSummary
 from embed_dagster.core.topics.cluster_map import map_clusters, map_coordinates, render_cluster_map
 from embed_dagster.core.topics.matching import (
-    TopicParams,
     process_day,
     rows_for_day,
     state_from_rows,
@@ -24,6 +23,7 @@ from embed_dagster.core.topics.trend import render_topic_trend
 from embed_dagster.core.warehouse.lake import Warehouse
 from embed_dagster.core.warehouse.vector_store import matrix_to_arrow
 from embed_dagster.defs.resources import EmbeddingResource, WarehouseResource
+from embed_dagster.defs.topics.params import topic_params
 from embed_dagster.defs.versions import CODE_VERSIONS
 from embed_dagster.lib.asset_options import COMMON
 from embed_dagster.lib.metadata import definition_metadata, markdown_table, png_markdown, table_metadata
@@ -58,7 +58,7 @@ def topics(
 ) -> dg.MaterializeResult:
     wh = warehouse.open(context.log)
     wait_for_previous_day_in_a_job_backfill(context, partition_dates(context)[0])
-    params = TopicParams()
+    params = topic_params()
 
     def one_day(day: datetime.date) -> dict:
         # Each day reads the state the previous day's commit left, so a range gives the same topics
