@@ -223,14 +223,25 @@ class DagsterDev:
             time.sleep(0.2)
         for pid in self.leftovers():
             try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                cmd = "?"
+            try:
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
+                # shown with a failing test: which process outlived SIGTERM by grace_s
+                print(f"dagster dev stop: SIGKILL {pid} after {grace_s:g} s: {cmd[:300]}", file=sys.stderr)
             except ProcessLookupError:
                 pass
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
+        # SIGKILL is delivered asynchronously: a killed process can still show its environment for a
+        # moment, so wait until the killed ones are gone (a process that is not is a real leftover)
+        deadline = time.monotonic() + 10
+        while killed and set(killed) & set(self.leftovers()) and time.monotonic() < deadline:
+            time.sleep(0.1)
         return killed
 
     def __enter__(self) -> DagsterDev:
