@@ -52,21 +52,11 @@ def load_subsample(
 
 
 def settings_embedding():
-    """The EmbeddingResource the code location would build, with its values read directly (outside
-    Dagster an ``EnvVar`` is not resolved)."""
-    from embed_dagster.defs.resources import EmbeddingResource
-    from embed_dagster.settings import load_settings
+    """The embedding resource the code location builds from the settings, with its secrets' values
+    in place (outside Dagster an ``EnvVar`` is not resolved)."""
+    from embed_dagster.defs.resources import build_resources
 
-    s = load_settings()
-    return EmbeddingResource(
-        base_url=s.sglang_base_url,
-        api_key=s.sglang_api_key.get_secret_value() if s.sglang_api_key else None,
-        model=s.sglang_model,
-        dimensions=s.dimensions,
-        batch_size=s.batch_size,
-        max_concurrency=s.max_concurrency,
-        instruction=s.instruction,
-    )
+    return build_resources(bind_secrets=False)["embedding"]
 
 
 def embed_with(resource, texts: list[str]) -> np.ndarray:

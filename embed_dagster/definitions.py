@@ -19,7 +19,7 @@ import dagster as dg
 
 from embed_dagster.lib import process_exit
 
-process_exit.install()  # the process leaves without a 1.3 s garbage-collector pass (lib/process_exit.py)
+process_exit.install()  # the process leaves without a 1.2 s garbage-collector pass (lib/process_exit.py)
 
 defs = dg.Definitions.merge(
     dg.load_from_defs_folder(path_within_project=Path(__file__).parent),

@@ -240,13 +240,21 @@ class ClusteringResource(dg.ConfigurableResource):
         return ClusterConfig(**overrides)
 
 
-def build_resources(settings: Settings | None = None) -> dict:
+def build_resources(settings: Settings | None = None, *, bind_secrets: bool = True) -> dict:
     """The resources, from the one Settings object. Secrets and URLs that may carry credentials are
-    bound as ``dagster.EnvVar`` (only when set, so optional settings stay optional at load time)."""
+    bound as ``dagster.EnvVar`` (only when set, so optional settings stay optional at load time).
+
+    ``bind_secrets=False`` puts their values in instead, for a tool that uses a resource outside
+    Dagster (where an ``EnvVar`` is never resolved), such as ``bench_topics --vectors settings``.
+    """
     s = settings or load_settings()
 
-    def secret(name: str, value: object) -> dg.EnvVar | None:
-        return dg.EnvVar(name) if value else None
+    def secret(name: str, value: object) -> dg.EnvVar | str | None:
+        if not value:
+            return None
+        if bind_secrets:
+            return dg.EnvVar(name)
+        return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
 
     return {
         "warehouse": WarehouseResource(

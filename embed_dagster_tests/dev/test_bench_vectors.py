@@ -17,8 +17,11 @@ def test_bench_vectors_come_from_the_embedder_the_settings_name(local_server, mo
 
     monkeypatch.setenv("SGLANG_BASE_URL", local_server.base_url)
     monkeypatch.setenv("SGLANG_MODEL", MODEL_NAME)
+    monkeypatch.setenv("SGLANG_API_KEY", "key-for-the-test")
     resource = settings_embedding()
     assert not resource.is_local and resource.model_key().model == MODEL_NAME
+    # outside Dagster the secrets are their values, not unresolved EnvVars
+    assert resource.base_url == local_server.base_url and resource.api_key == "key-for-the-test"
     texts = ["退款太慢了", "refund is slow", "the screen cracked", "屏幕碎了", "refund is slow"] * 40
     remote = embed_with(resource, texts)
     local = embed_with(EmbeddingResource(), texts)  # the same model, in this process

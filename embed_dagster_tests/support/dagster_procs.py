@@ -68,6 +68,11 @@ def pids_with_marker(value: str) -> list[int]:
     return sorted(found)
 
 
+def cmdline(pid: int) -> str:
+    """A process's command line, arguments joined by spaces; raises OSError once it has exited."""
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+
+
 class GraphQLError(RuntimeError):
     pass
 
@@ -198,7 +203,7 @@ class DagsterDev:
         """The process executing a run: the parent of the `tail -F` that follows its compute logs."""
         for pid in self.leftovers():
             try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                cmd = cmdline(pid)
                 parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
             except (OSError, ValueError, IndexError):
                 continue
@@ -223,7 +228,7 @@ class DagsterDev:
             time.sleep(0.2)
         for pid in self.leftovers():
             try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                cmd = cmdline(pid)
             except OSError:
                 cmd = "?"
             try:
