@@ -102,30 +102,43 @@ def fail_dead_runs(instance: dg.DagsterInstance, log) -> list[str]:
     Only with the default run launcher: other launchers run workers in containers or pods whose
     pids mean nothing here, and they have health checks of their own (run_monitoring).
     """
-    failed: list[str] = []
     if type(instance.run_launcher).__name__ != "DefaultRunLauncher":
-        return failed
-    for record in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
-        run = record.dagster_run
-        pid, when, step_pids = _worker(instance, run.run_id)
-        if pid is None or process_alive(pid, when):
-            continue
-        for step_pid, step_when in step_pids.items():  # start-time check: never a reused pid
-            if process_alive(step_pid, step_when) and step_pid != os.getpid():
-                try:
-                    os.kill(step_pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-        message = (
-            f"run worker process {pid} is gone (killed, e.g. SIGKILL or the OOM killer); "
-            "marking the run failed and freeing its pool slots. Re-run the partition: saved "
-            "work is kept."
-        )
-        instance.report_run_failed(run, message)
-        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
-        log.warning(f"run {run.run_id}: {message}")
-        failed.append(run.run_id)
-    return failed
+        return []
+    started = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+    return [r.dagster_run.run_id for r in started if fail_if_dead(instance, r.dagster_run, log)]
+
+
+def fail_if_dead(instance: dg.DagsterInstance, listed: dg.DagsterRun, log) -> bool:
+    """Fail ``listed`` (a run seen STARTED) if its worker is gone and the run never finished.
+
+    The status is read again *after* the worker is seen gone. A worker writes its run's last event
+    (RUN_SUCCESS, RUN_FAILURE) before it exits, and exits within about 0.1 s of it
+    (lib/process_exit.py), so a run listed as STARTED a moment ago may have ended normally since.
+    Failing it from the listing alone turned a finished run into a failed one (a CI run's job
+    backfill: every day materialized and checked, the backfill COMPLETED_FAILED). A run still
+    STARTED once its worker is gone has lost its worker for good.
+    """
+    pid, when, step_pids = _worker(instance, listed.run_id)
+    if pid is None or process_alive(pid, when):
+        return False
+    run = instance.get_run_by_id(listed.run_id)
+    if run is None or run.status != dg.DagsterRunStatus.STARTED:
+        return False  # it ended by itself after the listing
+    for step_pid, step_when in step_pids.items():  # start-time check: never a reused pid
+        if process_alive(step_pid, step_when) and step_pid != os.getpid():
+            try:
+                os.kill(step_pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    message = (
+        f"run worker process {pid} is gone (killed, e.g. SIGKILL or the OOM killer); "
+        "marking the run failed and freeing its pool slots. Re-run the partition: saved "
+        "work is kept."
+    )
+    instance.report_run_failed(run, message)
+    instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+    log.warning(f"run {run.run_id}: {message}")
+    return True
 
 
 def kill_orphaned_steps(instance: dg.DagsterInstance, log, window_s: float = 3600) -> int:

@@ -19,6 +19,7 @@ from embed_dagster_tests.support.dagster_procs import (
     BACKFILL_DAYS,
     DAYS_PER_RUN,
     PER_DAY,
+    failure_report,
     metadata_dict,
     run_details,
     run_messages,
@@ -56,9 +57,11 @@ def backfill(ops_backfills, ops_server):
     return ops_backfills, runs
 
 
-def test_every_partition_succeeds(backfill):
+def test_every_partition_succeeds(backfill, ops_server):
     result, runs = backfill
-    assert result.asset["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), result.asset
+    assert result.asset["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), failure_report(
+        ops_server.gql, result.asset
+    )
     assert result.asset["isAssetBackfill"]
     assert sorted(result.asset["partitionNames"]) == [d.isoformat() for d in BACKFILL_DAYS]
     assert runs and all(r["status"] == "SUCCESS" for r in runs.values()), {

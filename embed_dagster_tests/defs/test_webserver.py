@@ -27,6 +27,7 @@ from embed_dagster_tests.support.dagster_procs import (
     SECRET,
     asset_backfill_params,
     backfill_status,
+    failure_report,
     launch_backfill,
     metadata_dict,
     run_details,
@@ -135,10 +136,10 @@ def test_instance_has_the_queue_and_the_pools(ops_server):
     assert {"SCHEDULER", "SENSOR", "BACKFILL", "QUEUED_RUN_COORDINATOR", "MONITORING"} <= healthy
 
 
-def test_job_page_backfill_of_two_partitions_succeeds(ops_backfills):
+def test_job_page_backfill_of_two_partitions_succeeds(ops_server, ops_backfills):
     job = ops_backfills.job
     assert not job["isAssetBackfill"]
-    assert job["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), job
+    assert job["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), failure_report(ops_server.gql, job)
     assert sorted(job["partitionNames"]) == [d.isoformat() for d in JOB_DAYS]
     # The job backfill follows the assets' backfill policy too: runs of up to DAYS_PER_RUN days
     assert len(job["runs"]) == math.ceil(len(JOB_DAYS) / DAYS_PER_RUN), job["runs"]

@@ -377,7 +377,10 @@ RUN_FAILURES = """
 query Logs($runId: ID!, $cursor: String) {
   logsForRun(runId: $runId, afterCursor: $cursor, limit: 1000) {
     __typename
-    ... on EventConnection { cursor hasMore events { __typename ... on MessageEvent { message level } } }
+    ... on EventConnection { cursor hasMore events {
+      __typename ... on MessageEvent { message level }
+      ... on ExecutionStepFailureEvent { error { message cause { message } } }
+    } }
   }
 }"""
 
@@ -393,6 +396,26 @@ def run_messages(gql: GraphQL, run_id: str) -> list[dict]:
         cursor = page["cursor"]
         if not page["hasMore"]:
             return messages
+
+
+def failure_report(gql: GraphQL, backfill: dict) -> str:
+    """Why a backfill did not succeed, for an assertion message: the backfill's own error, and the
+    ERROR and WARNING messages of each run that did not succeed (a CI log shows nothing else)."""
+    lines = [f"backfill {backfill['id']}: {backfill['status']}"]
+    if backfill.get("error"):
+        lines.append(f"  error: {backfill['error']['message'][:2000]}")
+    for run in backfill["runs"]:
+        if run["status"] == "SUCCESS":
+            continue
+        lines.append(f"  run {run['runId']}: {run['status']}")
+        for event in run_messages(gql, run["runId"]):
+            if event.get("level") in ("ERROR", "CRITICAL", "WARNING"):
+                lines.append(f"    {event['level']}: {event['message'][:1500]}")
+            error = event.get("error") or {}
+            for part in (error, error.get("cause") or {}):
+                if part.get("message"):
+                    lines.append(f"      {part['message'][:3000]}")
+    return "\n".join(lines)
 
 
 METADATA_FIELDS = """

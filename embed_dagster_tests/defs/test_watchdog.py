@@ -1,0 +1,68 @@
+"""The dead-run watchdog fails only runs that lost their worker, never one that ended by itself.
+
+A real Dagster instance (temporary, default run launcher) and a real process that has exited. The
+first test is the race a CI run hit: the watchdog listed a run as STARTED, the run's worker wrote
+RUN_SUCCESS and exited, and the watchdog then saw the worker gone and marked the finished run
+failed, so a job backfill whose days had all materialized ended COMPLETED_FAILED.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+import dagster as dg
+import pytest
+from dagster._core.events import DagsterEvent, DagsterEventType  # noqa: PLC2701 - run events have no public constructor
+
+from embed_dagster.defs.watchdog import fail_dead_runs, fail_if_dead
+
+LOG = logging.getLogger("watchdog-test")
+
+
+@dg.op
+def _noop() -> None:
+    pass
+
+
+@dg.job
+def _job() -> None:
+    _noop()
+
+
+def _report(instance: dg.DagsterInstance, run: dg.DagsterRun, kind: DagsterEventType) -> None:
+    event = DagsterEvent(event_type_value=kind.value, job_name=run.job_name, message=kind.value)
+    instance.report_dagster_event(event, run_id=run.run_id)
+
+
+@pytest.fixture
+def started_run_without_worker():
+    """A STARTED run whose "Started process for run (pid: N)" names a process that has exited."""
+    with dg.instance_for_test() as instance:
+        run = instance.create_run_for_job(job_def=_job)
+        _report(instance, run, DagsterEventType.RUN_START)
+        worker = subprocess.Popen([sys.executable, "-c", "pass"])
+        worker.wait()
+        instance.report_engine_event(f"Started process for run (pid: {worker.pid}).", run)
+        listed = instance.get_run_by_id(run.run_id)
+        assert listed.status == dg.DagsterRunStatus.STARTED
+        yield instance, listed, worker.pid
+
+
+def test_a_run_that_ended_after_the_listing_keeps_its_success(started_run_without_worker):
+    instance, listed, _ = started_run_without_worker
+    _report(instance, listed, DagsterEventType.RUN_SUCCESS)  # the worker finished, then exited
+    assert not fail_if_dead(instance, listed, LOG)
+    assert instance.get_run_by_id(listed.run_id).status == dg.DagsterRunStatus.SUCCESS
+    assert fail_dead_runs(instance, LOG) == []
+
+
+def test_a_run_whose_worker_died_is_failed_with_the_reason(started_run_without_worker):
+    instance, listed, pid = started_run_without_worker
+    assert fail_dead_runs(instance, LOG) == [listed.run_id]
+    assert instance.get_run_by_id(listed.run_id).status == dg.DagsterRunStatus.FAILURE
+    messages = [e.message for e in instance.all_logs(listed.run_id) if e.dagster_event is not None]
+    assert any(f"run worker process {pid} is gone" in (m or "") for m in messages), messages
+    # a second pass finds nothing left to fail
+    assert fail_dead_runs(instance, LOG) == []
