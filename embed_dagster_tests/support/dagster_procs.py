@@ -22,11 +22,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -93,6 +95,33 @@ class GraphQL:
         return payload["data"]
 
 
+def _default_sigint() -> None:
+    """In the child, before exec: SIGINT back to its default disposition.
+
+    A process started in the background by a script (``cmd &`` without job control, as CI runners
+    and nohup'd shells do) inherits SIGINT *ignored*, and `dagster dev` maps SIGTERM to whatever
+    SIGINT does (``setup_interrupt_handlers``), so it then ignores SIGTERM too: teardown waited
+    its whole grace period and SIGKILLed it, and a test-ui teardown once failed on the leftover.
+    With the default restored, Python installs its KeyboardInterrupt handler and SIGTERM shuts
+    `dagster dev` and its children down in about 2 s, wherever the tests were started from.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """This process ignoring SIGINT for a moment, as a background job does: what a child started
+    meanwhile inherits. A no-op outside the main thread (signals can only be set there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class DagsterDev:
     """`dagster dev` on a free loopback port with its own DAGSTER_HOME; a context manager."""
 
@@ -128,7 +157,9 @@ class DagsterDev:
         shutil.copy(self.instance_yaml, self.home / "dagster.yaml")
         self.port = free_port()
         cmd = [dagster_bin(), "dev", "-w", str(self.workspace), "-h", "127.0.0.1", "-p", str(self.port)]
-        with open(self.log_path, "wb") as log:
+        # Started as a background job would be (SIGINT ignored, inherited): what _default_sigint
+        # undoes, so every test of `dagster dev` also checks that SIGTERM stops it.
+        with open(self.log_path, "wb") as log, sigint_ignored():
             self.proc = subprocess.Popen(
                 cmd,
                 cwd=self.cwd,
@@ -137,6 +168,7 @@ class DagsterDev:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=_default_sigint,
             )
         try:
             self._wait_ready()
