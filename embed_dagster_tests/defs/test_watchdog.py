@@ -18,6 +18,8 @@ from dagster._core.events import DagsterEvent, DagsterEventType  # noqa: PLC2701
 
 from embed_dagster.defs.watchdog import fail_dead_runs, fail_if_dead
 
+pytestmark = pytest.mark.integration  # starts (and reaps) one short process for its pid
+
 LOG = logging.getLogger("watchdog-test")
 
 
