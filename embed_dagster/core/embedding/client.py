@@ -328,6 +328,7 @@ class EmbeddingClient(Embedder):
         pending: set[Future] = set()
         exhausted = False
         pool = ThreadPoolExecutor(max_workers=cfg.max_concurrency, thread_name_prefix="embed")
+        interrupted = False
         try:
             while True:
                 while not exhausted and len(pending) < cfg.max_concurrency:
@@ -371,11 +372,22 @@ class EmbeddingClient(Embedder):
                     raise failed[0].exception()
                 progress.maybe_log()
             progress.log_now(final=True)
+        except BaseException as exc:
+            # An interrupt: Cancel in the UI raises Dagster's DagsterExecutionInterruptedError (a
+            # BaseException) in the step's thread, Ctrl-C a KeyboardInterrupt. Not an error, and
+            # not the caller closing the stream (GeneratorExit), which keep the wait below.
+            interrupted = not isinstance(exc, (Exception, GeneratorExit))
+            raise
         finally:
             abort.set()
             for fut in pending:
                 fut.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
+            # On an interrupt, the requests in flight are not waited for: against a hung server
+            # that took until timeout_s, and a cancelled run showed CANCELED only then. Their
+            # threads end by themselves (they see `abort` and never retry) and their results are
+            # dropped; they have no side effects. On an error, they are waited for as before, so
+            # a retry never adds load to a struggling server while old requests still run.
+            pool.shutdown(wait=not interrupted, cancel_futures=True)
             self.stats.add(seconds=time.monotonic() - started)
 
     def close(self) -> None:

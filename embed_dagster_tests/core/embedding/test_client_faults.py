@@ -4,6 +4,9 @@ and the decision on answers without a ``model`` field. Real HTTP against the fau
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
 import time
 
 import pytest
@@ -87,3 +90,34 @@ def test_an_answer_without_model_is_accepted_with_one_warning(srv, caplog):
         vectors, _, _ = run(config(srv.base_url), items(6))
     assert len(vectors) == 6
     assert caplog.text.count("does not name the model") == 1
+
+
+def test_an_interrupt_does_not_wait_for_requests_in_flight(srv, fault_figures):
+    """Cancel in the UI interrupts the step the way Dagster does on Unix: SIGINT to the run worker
+    (``dagster_shared.ipc.send_interrupt``), whose handler raises in the main thread. The stream must
+    then end at once, not after the requests still waiting on a hung server reach timeout_s:
+    through dagster dev, a run cancelled 15 s into a hung fresh_embeddings step showed CANCELED
+    only 47 s later (one-off, before this test), when its requests timed out."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers run in the main thread only")
+    srv.latency_s = 60.0  # every request hangs
+    fault_figures.add("faults_injected")
+    cfg = config(srv.base_url, timeout_s=30.0, deadline_s=600.0, max_concurrency=2, batch_size=2)
+    client = EmbeddingClient(cfg)
+    # Python's own handler (raises KeyboardInterrupt), whatever this process inherited
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    t0 = time.monotonic()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            list(client.embed_stream(iter(items(8))))
+        took = time.monotonic() - t0
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
+    client.close()
+    # the requests in flight would end only at timeout_s (30 s); the interrupt came after 1 s
+    hung = took > cfg.timeout_s / 2
+    fault_figures.add("hung_runs", int(hung))
+    assert not hung, f"the interrupted stream returned after {took:.1f} s"
