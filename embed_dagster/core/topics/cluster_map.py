@@ -66,7 +66,8 @@ def _fit_projection(x: np.ndarray, labels: np.ndarray, seed: int):
 
     LDA computed by hand in a 50-d PCA space (sklearn's LDA on 512-d takes tens of seconds)."""
     if x.shape[1] <= 2:
-        return lambda rows: np.pad(np.asarray(rows, np.float64), ((0, 0), (0, 2 - np.asarray(rows).shape[1])))
+        missing = 2 - x.shape[1]
+        return lambda rows: np.pad(np.asarray(rows, np.float64), ((0, 0), (0, missing)))
     if len(x) < 2:
         return lambda rows: np.zeros((len(rows), 2))
     from scipy.linalg import eigh
@@ -127,9 +128,9 @@ def render_cluster_map(
         raise ValueError(f"expected one row per label: vectors {x.shape}, labels {labels.shape}")
     shown = map_clusters(labels, annotate_top)
     keep = _sample(len(labels), max_points, seed)
+    if keep is not None:  # the rows map_coordinates fits on: projecting only these gives their positions
+        x, labels = x[keep], labels[keep]
     xy = map_coordinates(x, labels, max_points, seed) if len(x) else np.zeros((0, 2))
-    if keep is not None:
-        xy, labels = xy[keep], labels[keep]
 
     dpi = 100
     fig = figure(size_px, int(size_px * 0.75), dpi)
