@@ -88,13 +88,21 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingResource
     observed: dict[str, str] = seen.get("observed", {}) if isinstance(seen, dict) else {}
     valid = valid_days()
     days, malformed = scan_landing(root)
-    outside = sorted(d for d in days if d not in valid)
+    # A day not ended yet (today, in EMBED_DAGSTER_TIMEZONE) has no partition until it ends: it is
+    # taken then, so it is not a problem to warn about on every tick of the day.
+    not_ended = sorted(d for d in days if d not in valid and (not valid or d > max(valid)))
+    early = sorted(d for d in days if d not in valid and d not in not_ended)
     # Folders that are not date=YYYY-MM-DD with a real date (date=2025-02-30, date=2025-1-5,
-    # Date=...) would otherwise be skipped without a word and their rows never processed.
-    problems = malformed + [f"date={d} (outside the partitions)" for d in outside]
+    # Date=...) would otherwise be skipped without a word and their rows never processed; so would
+    # days before the first partition.
+    problems = malformed + [f"date={d} (before EMBED_DAGSTER_START_DATE)" for d in early]
     note = _malformed_text(problems) if problems else ""
     if note:
-        context.log.warning(f"landing sensor: {note}; rename them to date=YYYY-MM-DD")
+        advice = [
+            ("rename folders to date=YYYY-MM-DD" if malformed else ""),
+            ("set EMBED_DAGSTER_START_DATE to the first day to process" if early else ""),
+        ]
+        context.log.warning(f"landing sensor: {note}; {'; '.join(a for a in advice if a)}")
     prints = {d: fingerprint_day(root, d) for d in days if d in valid}
     settling = sorted(d for d, fp in prints.items() if not fp.settled(quiet_s))
     ready = {d: fp for d, fp in prints.items() if d not in settling}
@@ -126,6 +134,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingResource
         reason = f"no new or changed landing days under {root / 'comments'}"
         if settling:
             reason += f"; still being written (waiting {quiet_s:g}s of quiet): {', '.join(settling[:10])}"
+        if not_ended:
+            reason += f"; taken once the day ends: {', '.join(not_ended[:10])}"
         if note:
             reason += f"; {note}"
         return dg.SensorResult(skip_reason=reason, asset_events=events, cursor=cursor)

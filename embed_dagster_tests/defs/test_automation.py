@@ -278,3 +278,23 @@ def test_repo_dagster_yaml_runs_landing_days_one_at_a_time(tmp_path):
     # `concurrency`: Dagster merges the two, and the merged config is what the queue daemon reads
     assert queue.max_concurrent_runs == 4
     assert dequeue_s == 1
+
+
+def test_a_day_not_ended_yet_waits_without_a_warning_and_an_early_day_is_named(tmp_path, instance):
+    """Today's folder used to be called "outside the partitions" with advice to rename it, on every
+    tick of the day; a folder before the start date is the one that needs the user."""
+    landing = tmp_path / "landing"
+    today = date.today()  # in UTC, the default timezone: not a partition before the day ends
+    generate_landing(landing, today, 1, per_day=20, seed=3)
+    first = _tick(landing, None, instance)
+    assert _days(first) == []
+    assert f"taken once the day ends: {today.isoformat()}" in first.skip_reason.skip_message
+    assert "no run reads" not in first.skip_reason.skip_message
+
+    early = date(2024, 12, 31)  # the day before the partitions start (EMBED_DAGSTER_START_DATE)
+    generate_landing(landing, early, 1, per_day=20, seed=3)
+    generate_landing(landing, D2, 1, per_day=20, seed=3)
+    [req] = _tick(landing, None, instance).run_requests
+    note = req.tags["embed_dagster/malformed_landing_folders"]
+    assert f"date={early.isoformat()} (before EMBED_DAGSTER_START_DATE)" in note
+    assert today.isoformat() not in note

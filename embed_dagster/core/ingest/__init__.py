@@ -68,16 +68,20 @@ Policies (README-ready):
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import os
+import stat
 import tempfile
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from embed_dagster.core.redact import all_secrets
+from embed_dagster.core.redact import PATTERN_RULES, all_secrets, scrub
 
 from .common import (
     FORMATS,
@@ -87,6 +91,7 @@ from .common import (
     VALID_SCHEMA,
     _create_tables,
     _File,
+    _first_line,
     _reject_file,
     _reject_unsupported,
     read_head,
@@ -176,17 +181,36 @@ def read_landing_partition(
             _create_tables(con)
             files, landing_rows = [], {}
             for idx, entry in enumerate(listing.entries):
-                f = _alias(idx, root, partition_dir(root, day), entry, tmp / "links")
-                files.append(f)
-                landing_rows[f.source_file] = count_rows(entry.real, None if entry.refused else f.fmt)
-                con.execute(
-                    "INSERT INTO files VALUES (?, ?, ?, ?)", [f.idx, f.source_file, f.name, f.fmt or "other"]
-                )
-                _read_one(con, f, tmp, warnings)
-            _check(con, max_text_chars)
+                with _opened(root, entry) as (entry, opened):
+                    f = _alias(idx, root, partition_dir(root, day), entry, opened, tmp / "links")
+                    # a file name is file content too: stored in every row's source_file, scrubbed
+                    f = replace(f, source_file=scrub(f.source_file, secrets))
+                    files.append(f)
+                    landing_rows[f.source_file] = count_rows(
+                        None if f.refused else f.path, None if f.refused else f.fmt
+                    )
+                    con.execute(
+                        "INSERT INTO files VALUES (?, ?, ?, ?)",
+                        [f.idx, f.source_file, f.name, f.fmt or "other"],
+                    )
+                    _with_more_memory_if_needed(
+                        con,
+                        int(memory_limit_mb),
+                        lambda f=f: _read_one(con, f, tmp, warnings),
+                        lambda f=f: _drop_file_scratch(con, f),
+                        f.source_file,
+                    )
+            _with_more_memory_if_needed(
+                con,
+                int(memory_limit_mb),
+                lambda: _check(con, max_text_chars),
+                lambda: con.execute("DROP TABLE IF EXISTS checked"),
+                "checking the day's rows",
+            )
             valid = _fetch(con, _VALID_SQL, VALID_SCHEMA)
-            rejected = _scrub_rejected(_fetch(con, _REJECTED_SQL, REJECTED_SCHEMA), secrets)
-            stats = _stats(con, day, files, listing.ignored, warnings)
+            rejected = _scrub_rejected(_fetch(con, _REJECTED_SQL, _REJECTED_FETCH_SCHEMA), secrets)
+            ignored = [scrub(name, secrets) for name in listing.ignored]  # file names, shown in metadata
+            stats = _stats(con, day, files, ignored, [scrub(w, secrets) for w in warnings])
         finally:
             con.close()
     stats["landing_rows"] = sum(landing_rows.values())
@@ -199,8 +223,57 @@ def read_landing_partition(
     return IngestResult(valid=valid, rejected=rejected, stats=stats)
 
 
-def _alias(idx: int, root: Path, day_dir: Path, entry: Entry, links: Path) -> _File:
-    """A _File whose ``path`` is a plain-named link to the resolved file (see ``_File``)."""
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+_PROC_FD = Path("/proc/self/fd")
+
+
+@contextmanager
+def _opened(root: Path, entry: Entry) -> Iterator[tuple[Entry, Path | None]]:
+    """The entry's file held open while it is read, and the path that reaches that open file.
+
+    Why: ``list_day`` checked the path, but a path is checked at one moment and opened at another;
+    an uploader (or attacker) who swaps the file for a link to ``/etc/...`` or for a FIFO in between
+    would have the reader follow it. Opening once (no link followed, no blocking), checking what was
+    opened (a regular file, still inside the root per the kernel's own path of the open file), and
+    reading through ``/proc/self/fd/N`` makes every read see that very file. An entry that changed
+    like that becomes a refused entry. Without ``/proc`` (not Linux) the checked path is used.
+    """
+    if entry.real is None or not _PROC_FD.is_dir():
+        yield entry, entry.real
+        return
+    try:
+        fd = os.open(entry.real, _OPEN_FLAGS)
+    except OSError as exc:
+        why = (
+            "changed while the day was read: now a symbolic link; not followed, not read"
+            if exc.errno == errno.ELOOP
+            else f"cannot be opened: {exc.strerror or exc}"
+        )
+        yield Entry(entry.rel, None, why), None
+        return
+    real_root = Path(os.path.realpath(root))
+    try:
+        held = Path(os.readlink(_PROC_FD / str(fd)))
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            yield (
+                Entry(entry.rel, None, "changed while the day was read: no longer a regular file; not read"),
+                None,
+            )
+        elif not (held == real_root or real_root in held.parents):
+            yield (
+                Entry(
+                    entry.rel, None, "changed while the day was read: now outside the landing root; not read"
+                ),
+                None,
+            )
+        else:
+            yield entry, _PROC_FD / str(fd)
+    finally:
+        os.close(fd)
+
+
+def _alias(idx: int, root: Path, day_dir: Path, entry: Entry, opened: Path | None, links: Path) -> _File:
+    """A _File whose ``path`` is a plain-named link to ``opened``, the file held open (see ``_File``)."""
     source_file = (
         (day_dir / entry.rel).relative_to(root).as_posix()
         if entry.rel != "."
@@ -210,8 +283,52 @@ def _alias(idx: int, root: Path, day_dir: Path, entry: Entry, links: Path) -> _F
     if entry.real is None:
         return _File(idx, links / f"refused{idx}", source_file, entry.rel, fmt, entry.refused)
     alias = links / f"f{idx}{Path(entry.rel).suffix.lower() if fmt else ''}"
-    alias.symlink_to(entry.real)
+    alias.symlink_to(opened)
     return _File(idx, alias, source_file, entry.rel, fmt)
+
+
+OOM_RETRY_FACTOR = 8  # one more try with this many times the budget
+
+
+def _with_more_memory_if_needed(
+    con: duckdb.DuckDBPyConnection, memory_limit_mb: int, attempt, start_over, what: str
+) -> None:
+    """``attempt()``, tried once more with a larger budget if DuckDB runs out of memory.
+
+    Why: the budget is sized for ordinary rows; one value of several MB (a runaway log line, a
+    Parquet cell holding a document) needs tens of times its size in DuckDB's JSON and string
+    functions, and a 4 MB JSON line failed the whole day at 192 MB where it should simply be
+    quarantined as too long. ``start_over()`` drops what the failed try wrote, so nothing is read
+    twice; what still does not fit fails the step with a message naming ``what``.
+    """
+    try:
+        attempt()
+        return
+    except duckdb.OutOfMemoryException:
+        pass
+    start_over()
+    larger = memory_limit_mb * OOM_RETRY_FACTOR
+    con.execute(f"SET memory_limit = '{larger}MB'")
+    try:
+        attempt()
+    except duckdb.OutOfMemoryException as exc:
+        raise MemoryError(
+            f"{what} needs more than {larger} MB (does it hold a single value of tens of MB?): "
+            f"{_first_line(exc)}"
+        ) from None
+    finally:
+        con.execute(f"SET memory_limit = '{memory_limit_mb}MB'")
+
+
+def _drop_file_scratch(con: duckdb.DuckDBPyConnection, f: _File) -> None:
+    """Undo a partly read file: its candidate rows and its scratch tables (``csv_<idx>``, ...)."""
+    con.execute("DELETE FROM cand WHERE file_idx = ?", [f.idx])
+    scratch = con.sql(
+        "SELECT table_name FROM duckdb_tables() WHERE temporary AND regexp_matches(table_name, ?)",
+        params=[f"^[a-z0-9]+_{f.idx}$"],
+    ).fetchall()
+    for (name,) in scratch:
+        con.execute(f'DROP TABLE IF EXISTS "{name}"')
 
 
 def _read_one(con: duckdb.DuckDBPyConnection, f: _File, tmp: Path, warnings: list[str]) -> None:
@@ -245,18 +362,38 @@ def _fetch(con: duckdb.DuckDBPyConnection, sql: str, schema: pa.Schema) -> pa.Ta
     return pa.Table.from_batches((b.cast(schema) for b in reader), schema=schema)
 
 
-def _scrub_rejected(rejected: pa.Table, secrets: Iterable[str]) -> pa.Table:
-    found = all_secrets(secrets)
-    if not found or not rejected.num_rows:
-        return rejected
-    for name in ("raw", "reason"):
-        col = rejected.column(name)
-        for secret in found:
-            col = pc.replace_substring(col, secret, "***")
-        # the field, not just its name: keeps the declared schema (raw and reason are NOT NULL)
-        index = rejected.schema.get_field_index(name)
-        rejected = rejected.set_column(index, rejected.schema.field(index), col)
-    return rejected
+# _REJECTED_SQL's columns: REJECTED_SCHEMA plus raw's full length, for the cut after scrubbing
+_REJECTED_FETCH_SCHEMA = REJECTED_SCHEMA.insert(4, pa.field("raw_chars", pa.int64(), nullable=False))
+
+
+def scrub_strings(col: pa.ChunkedArray, secrets: Iterable[str] = ()) -> pa.ChunkedArray:
+    """``redact.scrub`` for a whole column at once: configured secrets, then the key patterns."""
+    for secret in all_secrets(secrets):
+        col = pc.replace_substring(col, secret, "***")
+    for pattern, replacement in PATTERN_RULES:
+        col = pc.replace_substring_regex(col, pattern, replacement)
+    return col
+
+
+def _scrub_rejected(fetched: pa.Table, secrets: Iterable[str]) -> pa.Table:
+    """Quarantine rows as stored: every string column that holds file content (the raw row, the id,
+    the file name, the reason quoting them) scrubbed, then ``raw`` cut to RAW_MAX_CHARS. Scrubbing
+    first matters: a secret across the cut used to be stored in part."""
+    cols = {
+        name: scrub_strings(fetched.column(name), secrets)
+        for name in ("source_file", "comment_id", "raw", "reason")
+    }
+    chars = fetched.column("raw_chars")
+    cut = pc.binary_join_element_wise(
+        pc.utf8_slice_codeunits(cols["raw"], 0, RAW_MAX_CHARS),
+        " ... [",
+        pc.cast(chars, pa.string()),
+        " characters in total]",
+        "",
+    )
+    cols["raw"] = pc.if_else(pc.greater(chars, RAW_MAX_CHARS), cut, cols["raw"])
+    cols["source_row"] = fetched.column("source_row")
+    return pa.table({name: cols[name] for name in REJECTED_SCHEMA.names}).cast(REJECTED_SCHEMA)
 
 
 def _rows_by_file(valid: pa.Table, rejected: pa.Table) -> dict[str, int]:

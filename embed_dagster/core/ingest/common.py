@@ -6,6 +6,8 @@ applies the value checks shared by all formats, so a rule is written once.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +89,22 @@ def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
             created_at_str VARCHAR, created_at_ts TIMESTAMPTZ, ts_problem VARCHAR, extra VARCHAR,
             fields VARCHAR)"""
     )
+
+
+@contextmanager
+def file_order(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Tables created inside number their rows (``rowid``) in the order the file holds them.
+
+    Why: ingest runs with ``preserve_insertion_order = false`` (less memory for its big inserts),
+    under which a parallel scan of a Parquet file with several row groups, or of a large CSV, stores
+    rows in whatever order the threads finish. The readers take ``source_row`` from ``rowid``, and the
+    duplicate rule keeps the first copy by (file, row), so the kept copy changed from run to run.
+    """
+    con.execute("SET preserve_insertion_order = true")
+    try:
+        yield
+    finally:
+        con.execute("SET preserve_insertion_order = false")
 
 
 # ----------------------------------------------------------------------------------------- lines

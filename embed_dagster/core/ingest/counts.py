@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def count_rows(path: Path | None, fmt: str | None) -> int:
         return 1
     if fmt == "parquet":
         try:
-            return pq.ParquetFile(path).metadata.num_rows or 1
+            return pq.ParquetFile(path).metadata.num_rows  # 0 for an empty part file, as read
         except Exception:  # noqa: BLE001 - any failure to read the footer: the file is one row
             return 1
     if text_encoding_problem(read_head(path)):
@@ -59,9 +60,13 @@ def _blocks(path: Path):
             yield block
 
 
-def _nonblank_lines(path: Path) -> int:
+def _nonblank_lines(path: Path, cr_ends_lines: bool = False) -> int:
+    """``cr_ends_lines``: CSV's rule (its reader turns a lone CR into a line end); JSON Lines split
+    on LF only. A CRLF cut between two blocks yields one blank line more, and blank lines count 0."""
     n, rest = 0, b""
     for block in _blocks(path):
+        if cr_ends_lines:
+            block = block.replace(b"\r", b"\n")
         lines = (rest + block).split(b"\n")
         rest = lines.pop()
         n += sum(1 for line in lines if line.strip(_BLANK))
@@ -77,11 +82,12 @@ def _json_document_rows(path: Path) -> int | None:
 
 
 def _csv_records(path: Path) -> int:
-    with path.open("rb") as fh:
-        header = fh.readline().decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")
+    with path.open("rb") as fh:  # the header ends at LF, CRLF or a lone CR (the reader's rule)
+        first = re.split(rb"\r\n|\r|\n", fh.read(READ_BLOCK), maxsplit=1)[0]
+    header = first.decode("utf-8", errors="replace").lstrip("\ufeff")
     names = [n.strip().lower() for n in next(csv.reader([header]), [])]
     if any(r not in names for r in REQUIRED_FIELDS) or len(set(names)) != len(names):
-        return _nonblank_lines(path)
+        return _nonblank_lines(path, cr_ends_lines=True)
     # Python's csv module (C, streaming) has DuckDB's RFC 4180 reading: a quote opens a quoted
     # value only at the start of a field, a quoted value may span lines, blank lines are no records.
     n = 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from .common import REQUIRED_FIELDS, _File, _reject_all_lines, _sql_str
+from .common import REQUIRED_FIELDS, _File, _reject_all_lines, _sql_str, file_order
 
 # ------------------------------------------------------------------------------------------- CSV
 # RFC 4180, fixed: DuckDB's sniffer guesses "no quoting" for a whole file after one stray quote.
@@ -63,9 +63,11 @@ def _read_csv(con: duckdb.DuckDBPyConnection, f: _File, tmp: Path) -> None:
         f"store_rejects=true, rejects_table='rej_{f.idx}', rejects_scan='rejscan_{f.idx}'"
     )
     try:
-        con.execute(
-            f"CREATE TEMP TABLE csv_{f.idx} AS SELECT * FROM read_csv(?, header=true, {opts})", [str(path)]
-        )
+        with file_order(con):  # rowid is the record's place among the valid ones (recno below)
+            con.execute(
+                f"CREATE TEMP TABLE csv_{f.idx} AS SELECT * FROM read_csv(?, header=true, {opts})",
+                [str(path)],
+            )
     except duckdb.Error as exc:
         msg = str(exc).strip().splitlines()[0][:300]
         _reject_all_lines(
@@ -150,9 +152,11 @@ def _csv_blank_records(con: duckdb.DuckDBPyConnection, f: _File, path: Path, dat
         f"store_rejects=true, rejects_table='rej1_{f.idx}', rejects_scan='rejscan1_{f.idx}'"
     )
     try:
-        con.execute(
-            f"CREATE TEMP TABLE one_{f.idx} AS SELECT c FROM read_csv(?, header=false, {opts})", [str(path)]
-        )
+        with file_order(con):
+            con.execute(
+                f"CREATE TEMP TABLE one_{f.idx} AS SELECT c FROM read_csv(?, header=false, {opts})",
+                [str(path)],
+            )
     except duckdb.Error:
         return set()
     rows = con.sql(

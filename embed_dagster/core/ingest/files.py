@@ -12,7 +12,9 @@ progress: ``*.tmp``, ``*.part``, ``*.partial``, ``*.crdownload``, ``*.filepart``
   would otherwise put the process environment, secrets included, into ``quarantine.raw``);
 * anything that is not a regular file or a folder (FIFO, socket, device) is refused: reading a
   FIFO would block the run forever;
-* folder loops through links are read once.
+* folder loops through links are read once;
+* a name that is not valid UTF-8 is refused (one quarantine row, the name shown with its bytes
+  escaped), the folder's other files are read as usual.
 """
 
 from __future__ import annotations
@@ -94,7 +96,10 @@ def list_day(landing_root: Path | str, day_dir: Path) -> Listing:
             out.entries.append(Entry(prefix.rstrip("/") or ".", None, reason))
             return
         for child in children:
-            rel = prefix + child.name
+            rel = prefix + printable_name(child.name)
+            if rel != prefix + child.name:  # the OS gave bytes that are not UTF-8
+                out.entries.append(Entry(rel, None, _NOT_UTF8))
+                continue
             if child.name.startswith((".", "_")):
                 out.ignored.append(rel)
                 continue
@@ -128,6 +133,20 @@ def list_day(landing_root: Path | str, day_dir: Path) -> Listing:
     walk(real_day, "")
     out.entries.sort(key=lambda e: e.rel)
     return out
+
+
+_NOT_UTF8 = "name is not valid UTF-8 (shown with its bytes escaped); not read, rename it"
+
+
+def printable_name(name: str) -> str:
+    """``name`` as a string that encodes: bytes that are not UTF-8 (which Python hands over as
+    surrogate escapes) become ``\\xNN``. Why: such a name crashed every place that encodes it (the
+    fingerprint, DuckDB parameters, run tags), and with it the sensor for all days."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", errors="backslashreplace")
 
 
 def file_format(rel: str) -> str | None:
@@ -165,7 +184,7 @@ def scan_landing(landing_root: Path | str) -> tuple[list[str], list[str]]:
             if has_landed(list_day(landing_root, child)):
                 days.append(match.group(1))
         elif not child.name.startswith((".", "_")):
-            malformed.append(child.name)
+            malformed.append(printable_name(child.name))
     return days, malformed
 
 

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import duckdb
 
-from .common import _INT_TYPES, _TS_TYPES, REQUIRED_FIELDS, _File, _first_line, _ident, _reject_file, _sql_str
+from .common import (
+    _INT_TYPES,
+    _TS_TYPES,
+    REQUIRED_FIELDS,
+    _File,
+    _first_line,
+    _ident,
+    _reject_file,
+    _sql_str,
+    file_order,
+)
 
 
 # --------------------------------------------------------------------------------------- Parquet
@@ -64,7 +74,7 @@ def _json_struct(names: list[str], alias: dict[str, str]) -> str:
 def _load_parquet(con: duckdb.DuckDBPyConnection, f: _File, alias: dict[str, str]) -> set[str] | None:
     """Materialize the file as ``pq_<idx>`` with columns c0, c1, ...; return columns left out.
 
-    Row numbers come from that table's rowid (insertion order is file order); the reader's
+    Row numbers come from that table's rowid (``file_order``: insertion order is file order); the reader's
     ``file_row_number`` option would clash with a column of that name. DuckDB refuses a whole scan
     when one string value is not UTF-8, so on failure each column is tried alone and the bad ones
     are left out. Returns None (after rejecting the rows) when the file cannot be read even so.
@@ -73,7 +83,8 @@ def _load_parquet(con: duckdb.DuckDBPyConnection, f: _File, alias: dict[str, str
 
     def load(names: list[str]) -> None:
         cols = ", ".join(f"{_ident(n)} AS {alias[n]}" for n in names) or "NULL AS _none"
-        con.execute(f"CREATE OR REPLACE TEMP TABLE pq_{f.idx} AS SELECT {cols} FROM {src}", [str(f.path)])
+        with file_order(con):
+            con.execute(f"CREATE OR REPLACE TEMP TABLE pq_{f.idx} AS SELECT {cols} FROM {src}", [str(f.path)])
 
     try:
         load(list(alias))

@@ -83,11 +83,14 @@ _VALID_SQL = """
     SELECT cid AS comment_id, ts AS created_at, text, source_file, source_row, coalesce(extra, '{}') AS extra
     FROM checked WHERE code IS NULL ORDER BY file_idx, source_row"""
 
+# ``raw`` comes with a margin past what is kept, and its full length: the scrubber (ingest's
+# ``_scrub_rejected``) cuts it to RAW_MAX_CHARS only after replacing secrets, so a secret that
+# straddles the cut is replaced whole instead of stored in part.
+RAW_SCRUB_MARGIN = 256
 _REJECTED_SQL = f"""
     SELECT source_file, source_row, nullif(cid, '') AS comment_id,
-        CASE WHEN length(raw) > {RAW_MAX_CHARS}
-             THEN left(raw, {RAW_MAX_CHARS}) || ' ... [' || length(raw) || ' characters in total]'
-             ELSE coalesce(raw, '') END AS raw,
+        left(coalesce(raw, ''), {RAW_MAX_CHARS + RAW_SCRUB_MARGIN}) AS raw,
+        length(coalesce(raw, '')) AS raw_chars,
         reason
     FROM checked WHERE code IS NOT NULL ORDER BY file_idx, source_row NULLS FIRST"""
 
