@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote
 
 _SECRET_QUERY_KEYS = ("pass", "auth", "token", "secret", "key")
+
+
+_URL_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+_SECRET_QUERY_RE = re.compile(r"(?i)([?&;][^=&#;]*(?:" + "|".join(_SECRET_QUERY_KEYS) + r")[^=&#;]*=)[^&#;]*")
 
 
 def redact_url(url: str) -> str:
@@ -14,22 +18,34 @@ def redact_url(url: str) -> str:
 
     Every log line and metadata value that mentions a server URL goes through here, so a
     credential in SGLANG_BASE_URL or REDIS_URL never reaches Dagster's event log.
+
+    Why not ``urlsplit``: it trusts the URL to be well formed, and the URLs that reach error
+    messages often are not. A password with an unencoded ``#``, ``?`` or ``/`` (``redis://:a#b@h``),
+    or a URL without its scheme (``user:pw@host``), put the password into the path or fragment,
+    which were printed as they were. Here everything before the last ``@`` (after an optional
+    ``scheme://``) is the userinfo, whatever it holds: at worst a label shows ``***`` too much.
     """
-    try:
-        parts = urlsplit(str(url))
-    except ValueError:
-        return "<unparseable URL>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        userinfo = f"{userinfo.split(':', 1)[0]}:***" if ":" in userinfo else "***"
-        netloc = f"{userinfo}@{host}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        pairs = [(k, "***" if any(s in k.lower() for s in _SECRET_QUERY_KEYS) else v) for k, v in pairs]
-        query = urlencode(pairs, safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    text = str(url)
+    scheme = _URL_SCHEME_RE.match(text)
+    head = scheme.group(0) if scheme else ""
+    rest = text[len(head) :]
+    if "@" in rest:
+        userinfo, host = rest.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0] if ":" in userinfo else None
+        rest = f"{user}:***@{host}" if user is not None and "/" not in user else f"***@{host}"
+    return head + _SECRET_QUERY_RE.sub(r"\1***", rest)
+
+
+def url_password(url: str) -> str | None:
+    """The password of a URL as written (percent-encoded form), by ``redact_url``'s rule: what
+    follows the first ``:`` of everything before the last ``@``. Lenient for the same reason."""
+    text = str(url)
+    scheme = _URL_SCHEME_RE.match(text)
+    rest = text[scheme.end() :] if scheme else text
+    if "@" not in rest:
+        return None
+    userinfo = rest.rsplit("@", 1)[0]
+    return userinfo.split(":", 1)[1] or None if ":" in userinfo else None
 
 
 # ------------------------------------------------------------------------------------ secrets
@@ -90,11 +106,9 @@ def env_secrets(names: Iterable[str] = SECRET_ENV_VARS) -> list[str]:
         if not value:
             continue
         if "://" in value:
-            try:
-                parts = urlsplit(value)
-                value = parts.password or (parts.username if "@" in parts.netloc else None)
-            except ValueError:
-                value = None
+            # the password only: a lone userinfo in a Redis URL is a user name ("default"), and
+            # scrubbing an ordinary word out of every stored quarantine row loses data
+            value = url_password(value)
         if value and len(value) >= _MIN_SECRET_CHARS:
             out.append(value)
     return out

@@ -21,11 +21,10 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from urllib.parse import urlsplit
 
 import numpy as np
 
-from embed_dagster.core.redact import redact_url
+from embed_dagster.core.redact import redact_url, url_password
 
 KEY_SCHEME_VERSION = 1
 KEY_PREFIX = f"embed:v{KEY_SCHEME_VERSION}:"
@@ -41,14 +40,6 @@ _NAMESPACE_RE = re.compile(r"[A-Za-z0-9._:=+/\-]{1,200}")
 _SCHEMES = ("redis", "rediss", "unix")
 
 ProgressCallback = Callable[[str, int, int], None]
-
-
-def url_password(url: str) -> str | None:
-    """The password as written in the URL (percent-encoded form), so it can be scrubbed too."""
-    try:
-        return urlsplit(url).password
-    except ValueError:
-        return None
 
 
 NORM_TOLERANCE = 1e-3  # the embedding client's default norm_tolerance: vectors are stored unit length
@@ -167,8 +158,13 @@ class RedisVectorCache:
             raise ValueError(f"Redis URL {self.url!r} must start with redis://, rediss:// or unix://")
         try:
             options = parse_url(url)
-        except ValueError as exc:
-            raise ValueError(f"invalid Redis URL {self.url!r}: {self._scrub(str(exc))}") from None
+        except ValueError:
+            # not redis-py's text: it quotes pieces of the URL, and a password with an unencoded
+            # '#' or '/' reaches it cut in pieces that no scrubber recognizes
+            raise ValueError(
+                f"invalid Redis URL {self.url!r}: it cannot be parsed; percent-encode any of "
+                "# ? / @ : in the password (or pass it as REDIS_PASSWORD)"
+            ) from None
         if password is not None:  # explicit arguments win over the URL (redis-py does the opposite)
             options["password"] = password
         if username is not None:

@@ -16,6 +16,7 @@ from embed_dagster.core.cache.redis_cache import (
     redact_url,
     redis_key,
 )
+from embed_dagster.core.redact import env_secrets
 
 DIMS = 16
 LOGGER = "embed_dagster.test_redis_cache"
@@ -239,6 +240,31 @@ def test_redact_url():
     assert redact_url("redis://lonesecret@host") == "redis://***@host"
     assert redact_url("redis://host:6379/1") == "redis://host:6379/1"
     assert "pw" not in redact_url("unix:///tmp/r.sock?db=0&password=pw")
+
+
+def test_redact_url_hides_passwords_of_urls_that_are_not_well_formed(monkeypatch):
+    """urlsplit put an unencoded '#', '?' or '/' in a password, or a missing scheme, into the
+    path or fragment, and the password was printed as written (stop-24 adversarial pass)."""
+    for url in (
+        "http://user:Hunter2#pw@gpu1:30000/v1",
+        "http://user:Hunter2?pw@gpu1:30000/v1",
+        "redis://default:Hunt/er2@cache:6379/0",
+        "default:Hunter2pw@cache.internal:6379/0",
+    ):
+        assert "Hunt" not in redact_url(url) and "@" in redact_url(url), url
+    assert (
+        redact_url("http://127.0.0.1:30000/v1?x=1&api_key=Hunter2")
+        == "http://127.0.0.1:30000/v1?x=1&api_key=***"
+    )
+    with pytest.raises(ValueError, match="cannot be parsed") as bad:
+        make_cache("redis://:Hunter2#pw@127.0.0.1:1/0", "m-d4")
+    assert "Hunter" not in str(bad.value)
+    # the user name of REDIS_URL is not a secret: scrubbing it replaced the word everywhere in quarantine
+    monkeypatch.setenv("REDIS_URL", "redis://default@cache.internal:6379/0")
+    monkeypatch.setenv("REDIS_PASSWORD", "the-real-password")
+    assert env_secrets(["REDIS_URL", "REDIS_PASSWORD"]) == ["the-real-password"]
+    monkeypatch.setenv("REDIS_URL", "redis://default:Hunt#er2@cache.internal:6379/0")
+    assert env_secrets(["REDIS_URL"]) == ["Hunt#er2"]
 
 
 def test_caller_mistakes_raise_clear_value_errors(redis_server):
