@@ -86,9 +86,10 @@ class Fault:
         return cls("trickle", seconds=seconds_per_byte)
 
     @classmethod
-    def echo_auth(cls, status: int = 401) -> Fault:
-        """An error whose message echoes the request's Authorization header (the API key)."""
-        return cls("echo_auth", status=status)
+    def echo_auth(cls, status: int = 401, pad: int = 0) -> Fault:
+        """An error whose message echoes the request's Authorization header (the API key); with
+        ``pad``, the bare key after ``pad`` characters of other text (to put it across a cut)."""
+        return cls("echo_auth", status=status, message="x" * pad)
 
     @classmethod
     def disconnect(cls) -> Fault:
@@ -127,6 +128,11 @@ class Fault:
     @classmethod
     def invalid_json(cls) -> Fault:
         return cls("invalid_json")
+
+    @classmethod
+    def deeply_nested_json(cls) -> Fault:
+        """A 200 whose body nests past Python's recursion limit (json.loads raises RecursionError)."""
+        return cls("deeply_nested_json")
 
     @classmethod
     def wrong_model(cls, model: str = "some-other-model") -> Fault:
@@ -241,7 +247,11 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "echo_auth":
             rec.status = fault.status
             auth = rec.headers.get("authorization", "")
-            message = f"bad key {auth} (header: Authorization: {auth})"
+            message = (
+                f"{fault.message}{auth.removeprefix('Bearer ')}"
+                if fault.message
+                else f"bad key {auth} (header: Authorization: {auth})"
+            )
             self._send(fault.status, error_body(message, fault.status))
             return
         if fault is not None and fault.kind == "disconnect":
@@ -298,6 +308,9 @@ class _Handler(BaseHTTPRequestHandler):
             payload["model"] = fault.model
         if fault is not None and fault.kind == "invalid_json":
             self._send(200, b'{"object": "list", "data": [')
+            return
+        if fault is not None and fault.kind == "deeply_nested_json":
+            self._send(200, b"[" * 100_000 + b"]" * 100_000)
             return
         if fault is not None and fault.kind == "trickle":
             self._trickle(owner, json.dumps(payload).encode(), fault.seconds)

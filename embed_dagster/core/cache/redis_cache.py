@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from embed_dagster.core.redact import redact_url, url_password
+from embed_dagster.core.redact import redact_url, register_secret, url_password
 
 KEY_SCHEME_VERSION = 1
 KEY_PREFIX = f"embed:v{KEY_SCHEME_VERSION}:"
@@ -173,6 +173,10 @@ class RedisVectorCache:
             self._secrets.append(options["password"])
         elif options.get("username"):  # a lone userinfo (redis://secret@host) is often a password
             self._secrets.append(options["username"])
+        # ... and the process's one scrubber learns the password too: an embedding server's error
+        # text that echoes it (a shared proxy) must lose it as well (the README says it does)
+        for secret in (url_password(url), password, options.get("password")):
+            register_secret(secret)
         options.setdefault("socket_timeout", socket_timeout_s)  # ?socket_timeout= in the URL wins
         options.setdefault("socket_connect_timeout", socket_timeout_s)
         # One quick retry rides out a dropped idle connection; more would only delay the fallback.

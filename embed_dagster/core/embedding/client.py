@@ -252,25 +252,30 @@ class _Batch:
     rejected: list[tuple[str, str]] = field(default_factory=list)
 
 
+SERVER_MESSAGE_CHARS = 500
+
+
 def _server_message(response) -> str:
     """The human-readable message of an error response, in SGLang's flat shape or OpenAI's envelope.
 
-    Scrubbed: it goes into logs, exceptions and ``quarantine.reason``.
+    Scrubbed, then cut: it goes into logs, exceptions and ``quarantine.reason``. In that order,
+    because a key echoed across the cut used to leave its first characters behind.
     """
-    return scrub(_server_text(response))
+    return scrub(_server_text(response))[:SERVER_MESSAGE_CHARS]
 
 
 def _server_text(response) -> str:
+    """The message in full (cut only by the caller, after scrubbing)."""
     try:
         body = response.json()
-    except Exception:  # noqa: BLE001 - not JSON: use the text
-        return (response.text or "").strip()[:500] or f"HTTP {response.status_code}"
+    except Exception:  # noqa: BLE001 - not JSON (or nested past Python's recursion limit): the text
+        return (response.text or "").strip() or f"HTTP {response.status_code}"
     if isinstance(body, dict):
         inner = body.get("error") if isinstance(body.get("error"), dict) else body
         for key in ("message", "detail", "error"):
             if isinstance(inner.get(key), str):
-                return inner[key][:500]
-    return json.dumps(body)[:500]
+                return inner[key]
+    return json.dumps(body)
 
 
 def _retry_after_s(headers) -> float | None:
@@ -625,7 +630,7 @@ class EmbeddingClient(Embedder):
         self.stats.add(bytes_received=len(content))
         try:
             payload = json.loads(content)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested past the recursion limit is not valid for us either
             raise _Retryable("response is not valid JSON", kind="invalid") from None
         vectors, got_fmt = self._decode_validate(payload, len(texts), replica)
         self._server_ok = True

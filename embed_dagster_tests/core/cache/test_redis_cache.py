@@ -280,3 +280,13 @@ def test_caller_mistakes_raise_clear_value_errors(redis_server):
         cache.get_many(["a:b"])
     with pytest.raises(ValueError, match="matrix"):
         cache.set_many(hashes(0, 2), vectors(3))
+
+
+def test_the_redis_password_is_scrubbed_from_any_text_of_the_process(redis_server):
+    """The README promises that an embedding server's text loses the Redis password too; only the
+    cache's own messages did (stop-24 adversarial pass)."""
+    from embed_dagster.core.redact import scrub
+
+    make_cache(redis_server.url.replace("redis://", "redis://:url-Pa55word-24@"), password="arg-Pa55word-24")
+    said = scrub("upstream auth url-Pa55word-24 / arg-Pa55word-24")
+    assert "Pa55word" not in said

@@ -221,6 +221,7 @@ def test_dropped_connection_is_retried(srv):
         (Fault.duplicate_index(), "indices are not 0..3 exactly once"),
         (Fault.unnormalized(), "not unit length"),
         (Fault.invalid_json(), "not valid JSON"),
+        (Fault.deeply_nested_json(), "not valid JSON"),
     ],
 )
 def test_invalid_responses_are_never_returned(srv, caplog, fault, reason):

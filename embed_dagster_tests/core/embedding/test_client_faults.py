@@ -84,6 +84,19 @@ def test_d8_echoed_key_in_a_400_rejection_reason_is_scrubbed(srv, fault_figures)
     assert reasons and found == 0
 
 
+def test_an_echoed_key_across_the_message_cut_leaves_no_prefix(srv, caplog, fault_figures):
+    """Server messages are cut to 500 characters; the cut came before the scrub, so a key across
+    it was kept in part (stop-24 adversarial pass). A pad of 493 leaves "sk-test" (too short for
+    the sk- key pattern) before the cut."""
+    srv.fail_next(Fault.echo_auth(401, pad=493))
+    fault_figures.add("faults_injected")
+    client = EmbeddingClient(config(srv.base_url, max_concurrency=1), log=logging.getLogger("test.embed"))
+    with caplog.at_level(logging.DEBUG), pytest.raises(EmbeddingServerError, match="HTTP 401") as err:
+        list(client.embed_stream(iter(items(2))))
+    assert "x" * 400 in str(err.value)  # the padded message did reach the error
+    assert SECRET[:7] not in str(err.value) and SECRET[:7] not in caplog.text
+
+
 def test_an_answer_without_model_is_accepted_with_one_warning(srv, caplog):
     srv.fail_next(Fault.wrong_model(None), times=3)
     with caplog.at_level(logging.WARNING):
