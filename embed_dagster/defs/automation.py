@@ -14,9 +14,14 @@ landing fingerprint (see ``defs/landing.py``):
   ``EMBED_DAGSTER_TIMEZONE``;
 * runs carry the tag ``embed_dagster/landing_sequence``, limited to one at a time in dagster.yaml,
   and are requested in date order, so ``topics`` (which continues the previous day's topics)
-  sees days in order, as a backfill from the asset graph does.
+  sees days in order, as a backfill from the asset graph does; a day waits while an earlier day
+  is still being written;
+* when a re-run day (a late file) has later days with topics, one more run rebuilds ``topics`` for
+  those later days in date order, after it (``_rechain_request``).
 """
 
+import datetime
+import hashlib
 import json
 
 import dagster as dg
@@ -71,6 +76,43 @@ def processed_fingerprints(instance: dg.DagsterInstance, days: list[str]) -> dic
     return out
 
 
+TOPICS = dg.AssetKey("topics")
+RECHAIN_TAG = "embed_dagster/topics_rechain"
+
+
+def _rechain_request(
+    instance: dg.DagsterInstance, todo: list[str], ready: dict, tags: dict[str, str]
+) -> dg.RunRequest | None:
+    """A ``topics`` run over the days after the earliest re-run day, when those days have topics.
+
+    Why: each day's topics continue the previous day's. A late file re-runs its own day, and the
+    topics of every later day were built on the day's old topics: they kept ids the re-run day may
+    no longer have, and differed from a run in date order (stop-24 adversarial pass), with nothing
+    in Dagster marking them stale. So after the day runs, one range run of ``topics`` (cheap: no
+    embedding, no clustering) rebuilds the chain in date order. It is requested after the day runs
+    and carries the same sequence tag, so the queue runs it after them. Days re-run in ``todo``
+    are rebuilt a second time by it, with the same result.
+    """
+    if not todo:
+        return None
+    done = sorted(p for p in instance.get_materialized_partitions(TOPICS) if p > todo[0])
+    last = max([*done, *todo])
+    first = (datetime.date.fromisoformat(todo[0]) + datetime.timedelta(days=1)).isoformat()
+    if not done or first > last:
+        return None
+    versions = ",".join(f"{d}:{ready[d].version[:8]}" for d in todo)
+    return dg.RunRequest(
+        run_key=f"rechain-{first}-{last}-{hashlib.blake2b(versions.encode(), digest_size=8).hexdigest()}",
+        asset_selection=[TOPICS],
+        tags=tags
+        | {
+            "dagster/asset_partition_range_start": first,
+            "dagster/asset_partition_range_end": last,
+            RECHAIN_TAG: f"after {', '.join(todo[:5])}{' ...' if len(todo) > 5 else ''}",
+        },
+    )
+
+
 @dg.sensor(
     job=embed_comments_job,
     minimum_interval_seconds=60,
@@ -105,7 +147,10 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingResource
         context.log.warning(f"landing sensor: {note}; {'; '.join(a for a in advice if a)}")
     prints = {d: fingerprint_day(root, d) for d in days if d in valid}
     settling = sorted(d for d, fp in prints.items() if not fp.settled(quiet_s))
-    ready = {d: fp for d, fp in prints.items() if d not in settling}
+    # Days after one still being written wait for it (not observed either, so a later tick takes
+    # them): topics continue the previous day, so a day must not run before an earlier one.
+    held = sorted(d for d in prints if settling and d > settling[0] and d not in settling)
+    ready = {d: fp for d, fp in prints.items() if d not in settling and d not in held}
     events = [
         dg.AssetObservation(
             asset_key=LANDING_ASSET,
@@ -128,12 +173,17 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingResource
         )
         for d in todo  # date order: the queue runs them one at a time, oldest first
     ]
+    rechain = _rechain_request(context.instance, todo, ready, tags)
+    if rechain is not None:
+        requests.append(rechain)
     observed.update({d: fp.version for d, fp in ready.items()})
     cursor = json.dumps({"observed": dict(sorted(observed.items()))})
     if not requests:
         reason = f"no new or changed landing days under {root / 'comments'}"
         if settling:
             reason += f"; still being written (waiting {quiet_s:g}s of quiet): {', '.join(settling[:10])}"
+        if held:
+            reason += f"; waiting for the earlier day {settling[0]}: {', '.join(held[:10])}"
         if not_ended:
             reason += f"; taken once the day ends: {', '.join(not_ended[:10])}"
         if note:

@@ -7,6 +7,7 @@ way the daemon evaluates it, reading that instance's materializations.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -119,12 +120,29 @@ def test_a_day_still_being_written_waits_for_quiet(tmp_path, instance, monkeypat
     assert _days(_tick(landing, waiting.cursor, instance)) == ["2025-01-01"]
 
 
+def test_a_day_after_one_still_being_written_waits_for_it(tmp_path, instance, monkeypatch):
+    """Run before its previous day, a day's topics continue the wrong state (stop-24 adversarial pass)."""
+    landing = tmp_path / "landing"
+    generate_landing(landing, D1, 2, per_day=20, seed=3)
+    old = time.time() - 7200
+    for f in (landing / "comments" / "date=2025-01-02").rglob("*"):
+        os.utime(f, (old, old))  # D2 settled long ago; D1 is still being written
+    monkeypatch.setenv("EMBED_DAGSTER_LANDING_QUIET_S", "3600")
+    waiting = _tick(landing, None, instance)
+    assert _days(waiting) == [] and _observed(waiting) == []
+    assert "waiting for the earlier day 2025-01-01: 2025-01-02" in waiting.skip_reason.skip_message
+    for f in (landing / "comments" / "date=2025-01-01").rglob("*"):
+        os.utime(f, (old, old))
+    assert _days(_tick(landing, waiting.cursor, instance)) == ["2025-01-01", "2025-01-02"]
+
+
 @pytest.mark.slow
-def test_switching_on_reruns_nothing_and_a_late_file_reruns_only_its_day(tmp_path, instance):
+def test_switching_on_reruns_nothing_and_a_late_file_reruns_its_day_then_later_topics(tmp_path, instance):
     """Issue 14: days already processed are never re-run, also with an empty cursor (automation
-    switched on for the first time); a late file makes that day, and only that day, run again."""
+    switched on for the first time); a late file makes that day run again, and then the topics of
+    the days after it (which continue it), so they equal a run in date order (stop 24)."""
     landing, lake = tmp_path / "landing", tmp_path / "lake"
-    generate_landing(landing, D1, 3, per_day=40, seed=5)
+    generate_landing(landing, D1, 3, per_day=300, seed=5)
     resources = pipeline_resources(lake, landing)
     for day in (D1, D2, D3):
         assert materialize(resources, day, instance=instance).success
@@ -140,17 +158,46 @@ def test_switching_on_reruns_nothing_and_a_late_file_reruns_only_its_day(tmp_pat
     assert sorted(_observed(switched_on)) == ["2025-01-01", "2025-01-02", "2025-01-03"]
 
     late = landing / "comments" / "date=2025-01-02" / "late-upload.jsonl"
+    theme = [
+        f"the parcel locker code {i % 7} never arrives by sms, cannot open the locker" for i in range(40)
+    ]
+    theme += [f"locker pickup code sms missing again {i}" for i in range(40)]  # a new theme, late
     late.write_text(
         '{"comment_id": "late-1", "created_at": "2025-01-02T23:59:00Z", "text": "arrived a day late"}\n'
+        + "".join(
+            json.dumps({"comment_id": f"late-{i + 2}", "created_at": "2025-01-02T23:59:00Z", "text": t})
+            + "\n"
+            for i, t in enumerate(theme)
+        )
     )
     after_late = _tick(landing, switched_on.cursor, instance)
-    assert _days(after_late) == ["2025-01-02"] and _observed(after_late) == ["2025-01-02"]
+    day_run, rechain = after_late.run_requests
+    assert day_run.partition_key == "2025-01-02" and _observed(after_late) == ["2025-01-02"]
+    # ... and, after it in the queue, topics of the later days rebuilt on the re-run day's topics
+    assert rechain.asset_selection == [dg.AssetKey("topics")] and rechain.tags[SEQUENCE_TAG] == "landing"
+    assert (
+        rechain.tags["dagster/asset_partition_range_start"],
+        rechain.tags["dagster/asset_partition_range_end"],
+    ) == (
+        "2025-01-03",
+        "2025-01-03",
+    )
     # the next tick does not ask again (the run key would repeat; the daemon skips it anyway)
     assert _days(_tick(landing, after_late.cursor, instance)) == []
 
-    assert materialize(resources, D2, instance=instance).success  # the run the sensor asked for
+    rerun = materialize(resources, D2, instance=instance)  # the runs the sensor asked for
+    assert (
+        own_materialization(rerun, "topics").metadata["later_days_to_rebuild"].value
+        == "2025-01-03...2025-01-03"
+    )
+    assert materialize(resources, "2025-01-03...2025-01-03", instance=instance, selection=["topics"]).success
     rows = query_arrow(lake, "SELECT comment_id FROM raw_comments WHERE comment_id = 'late-1'")
     assert rows.num_rows == 1
+    # the topics equal those of the same files run in date order from scratch
+    scratch = tmp_path / "scratch-lake"
+    assert materialize(pipeline_resources(scratch, landing), "2025-01-01...2025-01-03").success
+    table = "SELECT partition_date, cluster_id, topic_id, status, label FROM topics ORDER BY ALL"
+    assert query_arrow(lake, table).to_pylist() == query_arrow(scratch, table).to_pylist()
     # a fresh cursor again (sensor reset): nothing left to do
     assert _days(_tick(landing, None, instance)) == []
 

@@ -59,9 +59,10 @@ def materialize(
     *,
     instance: dg.DagsterInstance | None = None,
     raise_on_error: bool = True,
+    selection: list[str] | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """The whole lineage and its checks for one day, or for a range ``"A...B"`` in one run (as a
-    backfill or ``--partition-range`` runs it), in process."""
+    """The whole lineage and its checks (or ``selection``, with their checks) for one day, or for a
+    range ``"A...B"`` in one run (as a backfill or ``--partition-range`` runs it), in process."""
     key = day if isinstance(day, str) else day.isoformat()
     first, _, last = key.partition("...")
     return dg.materialize(
@@ -73,6 +74,7 @@ def materialize(
         resources=resources,
         instance=instance,
         raise_on_error=raise_on_error,
+        selection=selection,
     )
 
 

@@ -805,6 +805,14 @@ class Warehouse:
             [start, end],
         ).to_pylist()
 
+    def topic_days_after(self, day: date) -> list[date]:
+        """Days after ``day`` that have topics rows: they continue ``day``'s topics."""
+        rows = self._arrow(
+            "SELECT DISTINCT partition_date FROM topics WHERE partition_date > ? ORDER BY partition_date",
+            [day],
+        )
+        return rows.column("partition_date").to_pylist()
+
     def topic_alerts(self, day: date) -> list[dict]:
         """The day's surging and large new topics, one row per topic."""
         return self._arrow(

@@ -72,7 +72,26 @@ def topics(
         )
         return _day_metadata(wh, embedding, day, state, result, snapshot)
 
-    return materialize_days(context, one_day)
+    result = materialize_days(context, one_day)
+    return _warn_if_later_days_continue(context, wh, partition_dates(context)[-1], result)
+
+
+def _warn_if_later_days_continue(
+    context: dg.AssetExecutionContext, wh: Warehouse, last: datetime.date, result: dg.MaterializeResult
+) -> dg.MaterializeResult:
+    """Say so when days after this run's last day have topics: they continue the old topics of the
+    days just rewritten, so their ids may name topics those days no longer have, until they run
+    again in date order. The landing sensor asks for that run itself after a late file; a re-run
+    from the UI or the CLI needs the user to launch it (the metadata names the range)."""
+    later = wh.topic_days_after(last)
+    if not later:
+        return result
+    rerun = f"{later[0]}...{later[-1]}"
+    context.log.warning(
+        f"topics of {len(later)} later day(s) ({rerun}) continue the topics this run rewrote; re-materialize "
+        f"topics for {rerun} (one range run) so they follow the new ones"
+    )
+    return dg.MaterializeResult(metadata={**(result.metadata or {}), "later_days_to_rebuild": rerun})
 
 
 def wait_for_previous_day_in_a_job_backfill(context: dg.AssetExecutionContext, day: datetime.date) -> None:
