@@ -150,7 +150,14 @@ class LakeConfig:
         return scrub(f"ducklake:{self.catalog} (data {self.data_path})", self)
 
 
-_PASSWORD_IN_DSN = re.compile(r"(password\s*=\s*)(\S+)", re.IGNORECASE)
+# a quoted value ('a b\'c', libpq's rule) or an unquoted one
+_PASSWORD_IN_DSN = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S+)", re.IGNORECASE)
+
+
+def conninfo_value(value: str) -> str:
+    """``value`` quoted for a libpq connection string: a password with a space, a quote or a
+    backslash was cut at the space (and the rest quoted in libpq's error) or sent changed."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def scrub(text: str, config: LakeConfig) -> str:
@@ -328,7 +335,7 @@ class Warehouse:
                 Path(cfg.data_path).mkdir(parents=True, exist_ok=True)
             target = f"ducklake:{cfg.catalog}"
             if cfg.kind == "postgres" and cfg.catalog_password:
-                target += f" password={cfg.catalog_password}"
+                target += f" password={conninfo_value(cfg.catalog_password)}"
             options = [f"DATA_PATH {_sql_string(cfg.data_path)}"]
             if self.read_only:
                 options.append("READ_ONLY")

@@ -296,6 +296,7 @@ def test_password_never_reaches_labels_or_errors(tmp_path):
     )
     assert "s3cr3t-pw" not in repr(config) and "s3cr3t-pw" not in config.label()
     assert scrub("x password=abc y", config) == "x password=*** y"
+    assert scrub("x password='a b\\'c' y", config) == "x password=*** y"  # libpq's quoted form, whole
     with pytest.raises(WarehouseError) as info:
         Warehouse(config).partition_hashes(D1)
     assert "s3cr3t-pw" not in str(info.value)
