@@ -225,7 +225,6 @@ class ClusteringResource(dg.ConfigurableResource):
     outlier_threshold: float | None = Field(
         default=None, description="Cosine to the nearest centroid needed to move a noise point (default: 0.0)"
     )
-    topic_threshold: float = Field(default=0.8, description="Centroid cosine needed to continue a topic")
     max_noise_share: float = Field(default=0.5, description="Health check: warn above this noise share")
     min_clusters: int = Field(default=1, description="Health check: warn below this many clusters")
     max_clusters: int = Field(default=500, description="Health check: warn above this many clusters")

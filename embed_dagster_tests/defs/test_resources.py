@@ -30,3 +30,11 @@ def test_resources_come_from_settings_and_bind_secrets_as_envvars(monkeypatch):
     cache = resources["vector_cache"]._get_non_default_public_field_values()
     assert isinstance(cache["redis_url"], dg.EnvVar)
     assert "sk-not-a-real-key" not in repr(load_settings())
+
+
+def test_the_clustering_resource_offers_no_topic_setting_that_nothing_reads():
+    """Its topic_threshold (0.8, "centroid cosine needed to continue a topic") was read by nothing:
+    topics take EMBED_DAGSTER_TOPIC_MATCH (0.72). A knob that does nothing misleads (stop 24)."""
+    from embed_dagster.defs.resources import ClusteringResource
+
+    assert not [f for f in ClusteringResource.model_fields if f.startswith("topic")]

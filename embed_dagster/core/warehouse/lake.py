@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import fcntl
+import functools
 import importlib.util
 import logging
 import os
@@ -152,6 +153,21 @@ class LakeConfig:
 
 # a quoted value ('a b\'c', libpq's rule) or an unquoted one
 _PASSWORD_IN_DSN = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S+)", re.IGNORECASE)
+
+
+@functools.cache
+def _normalized_views() -> dict[str, str]:
+    """Each view's SQL as DuckDB stores it (normalized), from a scratch in-memory database with the
+    same tables: comparable with what ``duckdb_views()`` reports for the lake's views."""
+    con = duckdb.connect()
+    try:
+        for name in TABLES:
+            con.execute(ddl(name))
+        for name, sql in VIEWS.items():
+            con.execute(f"CREATE VIEW {name} AS {sql}")
+        return dict(con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall())
+    finally:
+        con.close()
 
 
 def conninfo_value(value: str) -> str:
@@ -447,9 +463,7 @@ class Warehouse:
                 existing = {
                     r[0] for r in cur.execute(f"SELECT table_name FROM duckdb_tables() {where}").fetchall()
                 }
-                views = {
-                    r[0] for r in cur.execute(f"SELECT view_name FROM duckdb_views() {where}").fetchall()
-                }
+                views = dict(cur.execute(f"SELECT view_name, sql FROM duckdb_views() {where}").fetchall())
                 columns: dict[str, set[str]] = {}
                 for table, column in cur.execute(
                     f"SELECT table_name, column_name FROM duckdb_columns() {where}"
@@ -462,9 +476,12 @@ class Warehouse:
                     for col in table.columns:
                         if col.name not in columns.get(name, set()):
                             cur.execute(f"ALTER TABLE {name} ADD COLUMN {col.name} {col.type}")
+                wanted = _normalized_views()
                 for name, sql in VIEWS.items():
                     if name not in views:
                         cur.execute(f"CREATE VIEW IF NOT EXISTS {name} AS {sql}")
+                    elif views[name] != wanted[name]:  # a lake made with an older definition
+                        cur.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
 
             self._transaction(create, what="creating the warehouse schema", ensure=False)
             _ENSURED.add(key)

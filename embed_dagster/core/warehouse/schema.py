@@ -168,13 +168,16 @@ TABLES: dict[str, Table] = {
     )
 }
 
-# Read-side conveniences for analysts; created with the schema, once per lake.
+# Read-side conveniences for analysts; created with the schema, and replaced when their definition
+# here changes (ensure_schema compares DuckDB's normalized SQL of both).
 VIEWS: dict[str, str] = {
+    # one row per topic (rows of the topics table are per day and cluster: a day counts once, and
+    # emerging clusters, which have no topic yet, are not a topic)
     "topic_registry": """
         SELECT topic_id, min(first_seen) AS first_seen, max(partition_date) AS last_seen,
-               count(*) AS days_seen, sum(size) AS total_size,
+               count(DISTINCT partition_date) AS days_seen, sum(size) AS total_size,
                arg_max(label, partition_date) AS label, arg_max(keywords, partition_date) AS keywords
-        FROM topics GROUP BY topic_id""",
+        FROM topics WHERE topic_id IS NOT NULL GROUP BY topic_id""",
     "comment_topics": """
         SELECT c.partition_date, c.comment_id, c.cluster_id, t.topic_id, t.label
         FROM clusters c LEFT JOIN topics t

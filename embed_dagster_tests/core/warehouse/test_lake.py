@@ -300,3 +300,33 @@ def test_password_never_reaches_labels_or_errors(tmp_path):
     with pytest.raises(WarehouseError) as info:
         Warehouse(config).partition_hashes(D1)
     assert "s3cr3t-pw" not in str(info.value)
+
+
+def test_a_view_made_by_an_older_definition_is_replaced_and_a_current_one_is_left(tmp_path):
+    """topic_registry counted rows per (day, cluster) as days and listed emerging clusters as a topic;
+    views were only created when missing, so a fix never reached a lake (stop-24 adversarial pass)."""
+    old = "SELECT topic_id, count(*) AS days_seen FROM topics GROUP BY topic_id"
+    wh = Warehouse.embedded(tmp_path / "lake")
+    wh.ensure_schema()
+    topics = pa.table(
+        {
+            "topic_id": ["T1", "T1", None],
+            "cluster_id": pa.array([0, 1, 2], pa.int32()),
+            "first_seen": [D1] * 3,
+            "size": [3.0, 2.0, 1.0],
+        }
+    )
+    wh.replace_partition(D1, {"topics": ({}, topics)})
+    with wh.session() as cur:
+        cur.execute(f"CREATE OR REPLACE VIEW topic_registry AS {old}")  # as an older release made it
+    wh.close()
+    lake_module._ENSURED.clear()  # a new process of this release
+    wh = Warehouse.embedded(tmp_path / "lake")
+    wh.ensure_schema()
+    registry = wh._arrow("SELECT topic_id, days_seen FROM topic_registry ORDER BY topic_id").to_pylist()
+    assert registry == [{"topic_id": "T1", "days_seen": 1}]
+    snapshots = len(wh.snapshots())
+    lake_module._ENSURED.clear()
+    wh.ensure_schema()  # nothing to change: no new snapshot
+    assert len(wh.snapshots()) == snapshots
+    wh.close()
