@@ -28,16 +28,10 @@ def conservation(context: dg.AssetCheckExecutionContext, warehouse: WarehouseRes
 
 def _conservation(context: dg.AssetCheckExecutionContext, wh, day) -> dg.AssetCheckResult:
     n = wh.conservation_counts(day)
-    lost = n["rows_read"] - n["clustered"] - n["quarantined"]
-    doubled = n["clustered"] - n["clustered_distinct"] + n["in_both"]
     # The files' own row count, taken by ingest's separate simple reader and kept in raw_comments'
     # metadata: rows the parser invented (a name read as a glob) or dropped show up here.
     landing_rows = _landing_rows(context, day)
-    off_files = 0 if landing_rows is None else n["rows_read"] - landing_rows
-    problems = [f"{lost} rows lost"] if lost else []
-    problems += [f"{doubled} doubled"] if doubled else []
-    if off_files:
-        problems.append(f"{n['rows_read']} rows read but the landing files hold {landing_rows}")
+    problems, lost, doubled = conservation_problems(n, landing_rows)
     return dg.AssetCheckResult(
         passed=not problems,
         metadata={
@@ -48,6 +42,21 @@ def _conservation(context: dg.AssetCheckExecutionContext, wh, day) -> dg.AssetCh
         },
         description="; ".join(problems) or None,
     )
+
+
+def conservation_problems(n: dict, landing_rows: int | None) -> tuple[list[str], int, int]:
+    """(problems, lost, doubled) of one day's ledger (``Warehouse.conservation_counts``)."""
+    lost = n["rows_read"] - n["clustered"] - n["quarantined"]
+    doubled = n["clustered"] - n["clustered_distinct"] + n["in_both"]
+    problems = [f"{lost} rows lost"] if lost else []
+    problems += [f"{doubled} doubled"] if doubled else []
+    if n["phantom"]:
+        problems.append(f"{n['phantom']} clustered comment(s) not in raw_comments")
+    if n["unplaced"]:
+        problems.append(f"{n['unplaced']} comment(s) of raw_comments neither clustered nor quarantined")
+    if landing_rows is not None and n["rows_read"] != landing_rows:
+        problems.append(f"{n['rows_read']} rows read but the landing files hold {landing_rows}")
+    return problems, lost, doubled
 
 
 def _landing_rows(context: dg.AssetCheckExecutionContext, day) -> int | None:

@@ -886,7 +886,18 @@ class Warehouse:
                  (SELECT count(*) FROM clusters c JOIN quarantine q
                     ON q.partition_date = c.partition_date AND q.comment_id = c.comment_id
                     AND q.source_asset <> 'raw_comments'
-                  WHERE c.partition_date = $d) AS in_both""",
+                  WHERE c.partition_date = $d) AS in_both,
+                 -- by identity, not only by count: a clustered id that was never read, and a read
+                 -- id that is neither clustered nor quarantined (a swap passes every count)
+                 (SELECT count(*) FROM clusters c WHERE c.partition_date = $d AND NOT EXISTS (
+                    SELECT 1 FROM raw_comments r WHERE r.partition_date = $d AND r.comment_id = c.comment_id))
+                   AS phantom,
+                 (SELECT count(*) FROM raw_comments r WHERE r.partition_date = $d
+                    AND NOT EXISTS (SELECT 1 FROM clusters c
+                                    WHERE c.partition_date = $d AND c.comment_id = r.comment_id)
+                    AND NOT EXISTS (SELECT 1 FROM quarantine q
+                                    WHERE q.partition_date = $d AND q.comment_id = r.comment_id
+                                      AND q.source_asset <> 'raw_comments')) AS unplaced""",
             {"d": day},
         )
 
