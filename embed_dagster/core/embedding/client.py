@@ -308,6 +308,7 @@ class EmbeddingClient(Embedder):
         self._wire_format = "base64"
         self._server_ok = False  # a request has succeeded: from then on a 400 means bad input
         self._canary_lock = threading.Lock()
+        self._last_ok_at = float("-inf")  # monotonic time of the latest successful answer
         self._warned: set[str] = set()
         self._replicas = [
             _Replica(
@@ -444,22 +445,51 @@ class EmbeddingClient(Embedder):
         self.stats.add(texts_embedded=len(keys), truncated_texts=sum(truncated), rejected_texts=len(rejected))
         return BatchOutcome(keys, vectors, truncated, batch.rejected + rejected)
 
-    def _embed_bisect(self, keys, texts, truncated, abort, started):
+    def _embed_bisect(self, keys, texts, truncated, abort, started, since: float | None = None):
+        """``since``: when the batch's first 400 came; a text is quarantined only if the server has
+        answered some request successfully after that (or a probe does now)."""
         try:
             return keys, self._request(texts, abort, started), truncated, []
         except _Rejected as exc:
+            since = time.monotonic() if since is None else since
             if len(texts) == 1:
+                self._confirm_server_accepts(since, abort, started)
                 self.log.warning(f"server rejected input {keys[0]!r}: {exc.message}")
                 return [], np.empty((0, self.cfg.dimensions), np.float32), [], [(keys[0], exc.message)]
         mid = len(texts) // 2
-        left = self._embed_bisect(keys[:mid], texts[:mid], truncated[:mid], abort, started)
-        right = self._embed_bisect(keys[mid:], texts[mid:], truncated[mid:], abort, started)
+        left = self._embed_bisect(keys[:mid], texts[:mid], truncated[:mid], abort, started, since)
+        right = self._embed_bisect(keys[mid:], texts[mid:], truncated[mid:], abort, started, since)
         return (
             left[0] + right[0],
             np.concatenate([left[1], right[1]]),
             left[2] + right[2],
             left[3] + right[3],
         )
+
+    def _confirm_server_accepts(self, since: float, abort: threading.Event, started: float) -> None:
+        """Before a text is quarantined as rejected, make sure the server still answers: some
+        request succeeded after the batch's first 400 (the bisection's other halves usually do), or
+        else a harmless one-word probe does now. If not, the server changed (a model reloading, a
+        proxy answering 400 to everything), not the text, and the call fails instead.
+
+        Why: the first-request canary only covers the start. A server that began answering 400 to
+        every request mid-run had each batch bisected down to single texts, each quarantined: the
+        day's topics were built from a sliver of it, and the run succeeded (stop-24 adversarial pass).
+        """
+        if self._last_ok_at > since:
+            return
+        with self._canary_lock:
+            if self._last_ok_at > since:  # another thread's probe answered while this one waited
+                return
+            probe = [f"Instruct: {self.cfg.instruction}\nQuery:hello" if self.cfg.instruction else "hello"]
+            try:
+                self._request(probe, abort, started)
+            except _Rejected as exc:
+                raise EmbeddingServerError(
+                    f"the embedding server now rejects even a one-word request (HTTP {exc.status}: "
+                    f"{exc.message}) after accepting requests earlier in this call: the server changed, "
+                    "not the texts, so none is quarantined for it. Check the server, then re-run."
+                ) from None
 
     # ------------------------------------------------------------ one request, with retries
 
@@ -634,6 +664,7 @@ class EmbeddingClient(Embedder):
             raise _Retryable("response is not valid JSON", kind="invalid") from None
         vectors, got_fmt = self._decode_validate(payload, len(texts), replica)
         self._server_ok = True
+        self._last_ok_at = time.monotonic()
         with self.stats._lock:
             self.stats.wire_format = got_fmt
         return vectors

@@ -97,6 +97,22 @@ def test_an_echoed_key_across_the_message_cut_leaves_no_prefix(srv, caplog, faul
     assert SECRET[:7] not in str(err.value) and SECRET[:7] not in caplog.text
 
 
+def test_a_server_that_starts_rejecting_everything_fails_the_call_and_quarantines_nothing(srv, fault_figures):
+    """After a first success a 400 was taken to mean bad input, so a server (or proxy) answering 400
+    to every request had the whole day bisected into quarantine, and the run succeeded (stop 24)."""
+    client = EmbeddingClient(config(srv.base_url, batch_size=8, max_concurrency=1))
+    stream = client.embed_stream(iter(items(64)))
+    first = next(stream)
+    assert len(first.keys) == 8 and not first.rejected
+    srv.fail_next(Fault.http(400, "model is reloading, try later"), times=10_000)
+    fault_figures.add("faults_injected")
+    later = []
+    with pytest.raises(EmbeddingServerError, match="now rejects even a one-word request"):
+        for outcome in stream:
+            later.append(outcome)
+    assert [r for o in later for r in o.rejected] == []
+
+
 def test_an_answer_without_model_is_accepted_with_one_warning(srv, caplog):
     srv.fail_next(Fault.wrong_model(None), times=3)
     with caplog.at_level(logging.WARNING):
