@@ -33,6 +33,8 @@ class VectorStoreLike(Protocol):
         truncated: Sequence[bool] | None = None,
     ) -> int: ...
 
+    def forget(self, model_key_id: str, hashes: Sequence[str]) -> int: ...
+
 
 @dataclass
 class LookupResult:
@@ -105,11 +107,15 @@ class TieredCache:
                 ok = valid_vectors(store_matrix)
                 if not ok.all():  # a vector stored before reads were checked: re-embed, never serve
                     self.store_corrupt += int((~ok).sum())
+                    bad = [h for h, good in zip(store_hashes, ok, strict=True) if not good]
                     store_hashes = [h for h, good in zip(store_hashes, ok, strict=True) if good]
                     store_matrix = store_matrix[ok]
+                    # deleted, or the fresh step would find them stored (and resume past them) and
+                    # save() would keep them: they stayed for good (stop-24 adversarial pass)
+                    self.store.forget(model_key_id, bad)
                     self.log.warning(
-                        f"durable store holds {int((~ok).sum())} invalid vector(s) (not finite or not unit "
-                        "length) for this day; they count as misses and are embedded again"
+                        f"durable store held {len(bad)} invalid vector(s) (not finite or not unit "
+                        "length) for this day; deleted, they count as misses and are embedded again"
                     )
             rows.update((h, ("store", store_matrix, i)) for i, h in enumerate(store_hashes))
             if store_hashes and self.redis is not None and self.redis.available:

@@ -1088,6 +1088,26 @@ class Warehouse:
         )
         return int(inserted)
 
+    def forget(self, model_key_id: str, hashes: Sequence[str]) -> int:
+        """Delete these texts' stored vectors (ones found invalid on read), so they count as not
+        embedded and the next save stores good ones: ``save`` never overwrites a stored row."""
+        if not hashes:
+            return 0
+        gone = pa.table({"text_hash": pa.array(list(dict.fromkeys(hashes)), pa.string())})
+
+        def body(cur: duckdb.DuckDBPyConnection) -> int:
+            _register(cur, "gone", gone)
+            return cur.execute(
+                "DELETE FROM embedding_store WHERE model_key = ? "
+                "AND text_hash IN (SELECT text_hash FROM gone)",
+                [model_key_id],
+            ).fetchone()[0]
+
+        deleted, _ = self._transaction(
+            body, what=f"forgetting {len(gone)} invalid vectors", message=f"forget {model_key_id}"
+        )
+        return int(deleted)
+
     # -- snapshots, maintenance, analysts -------------------------------------------------------
 
     def current_snapshot(self) -> int:

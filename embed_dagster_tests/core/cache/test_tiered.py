@@ -157,3 +157,20 @@ def test_metadata_redacts_the_password(store, redis_server_factory):
     meta = tc.metadata()
     assert meta["redis_url"] == server.url.replace(secret, "***")
     assert secret not in str(meta)
+
+
+def test_an_invalid_stored_vector_is_deleted_on_read_so_a_good_one_replaces_it(store):
+    """It counted as a miss but stayed stored: the fresh step found it there and resumed past it,
+    and save() never overwrites, so it stayed for good (stop-24 adversarial pass)."""
+    tc = tiered(store, None)
+    hs = hashes(0, 3)
+    bad = vectors(hs)
+    bad[1] = 0.0  # e.g. written before reads were checked
+    store.save(MK, hs, bad, partition_date=None)
+    res = tc.lookup(MK, hs)
+    assert res.hashes == [hs[0], hs[2]] and tc.metadata()["store_corrupt"] == 1
+    assert store.existing(MK, hs) == {hs[0], hs[2]}
+    tc.save(MK, [hs[1]], vectors(hs)[1:2], partition_date=None)
+    again = tc.lookup(MK, hs)
+    assert again.hashes == hs
+    np.testing.assert_array_equal(again.matrix, vectors(hs))
