@@ -119,7 +119,10 @@ def _old_warehouse(path: Path) -> None:
     )
     con.register("v", vectors)
     con.execute("INSERT INTO embedding_store SELECT 'mk', text_hash, 4, vector::FLOAT[], now() FROM v")
-    con.execute("INSERT INTO model_keys VALUES ('mk', 'm', 4, NULL, 1)")
+    con.execute(  # the columns an old single-file warehouse had
+        "INSERT INTO model_keys (model_key, model, dimensions, instruction, normalization_version) "
+        "VALUES ('mk', 'm', 4, NULL, 1)"
+    )
     con.close()
 
 

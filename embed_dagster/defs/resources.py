@@ -23,7 +23,7 @@ from embed_dagster.core.embedding.base import Embedder
 from embed_dagster.core.embedding.client import ClientConfig, EmbeddingClient, normalize_base_url
 from embed_dagster.core.embedding.local import MODEL_NAME as LOCAL_MODEL_NAME
 from embed_dagster.core.embedding.local import LocalConfig, LocalEmbedder
-from embed_dagster.core.model_key import ModelKey
+from embed_dagster.core.model_key import DEFAULT_MAX_CHARS, ModelKey
 from embed_dagster.core.textnorm import NORMALIZATION_VERSION
 from embed_dagster.core.warehouse.lake import LakeConfig, Warehouse
 from embed_dagster.settings import Settings, load_settings
@@ -127,7 +127,12 @@ class EmbeddingResource(dg.ConfigurableResource):
     matryoshka: bool = Field(
         default=True, description="Model is Matryoshka-trained: truncate client-side if needed"
     )
-    max_chars: int = Field(default=2000, ge=1, description="Texts are cut to this length before sending")
+    max_chars: int = Field(
+        default=DEFAULT_MAX_CHARS,
+        ge=1,
+        description="Texts are cut to this length before sending (part of the model key: another cut "
+        "is another vector)",
+    )
     timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=6, ge=0)
     deadline_s: float = Field(default=3600.0, gt=0, description="Overall time budget for one partition")
@@ -143,7 +148,11 @@ class EmbeddingResource(dg.ConfigurableResource):
 
     def model_key(self) -> ModelKey:
         return ModelKey(
-            self.resolved_model(), self.dimensions, self.instruction or None, NORMALIZATION_VERSION
+            self.resolved_model(),
+            self.dimensions,
+            self.instruction or None,
+            NORMALIZATION_VERSION,
+            max_chars=self.max_chars,
         )
 
     def _urls(self) -> list[str]:

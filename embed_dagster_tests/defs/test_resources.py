@@ -38,3 +38,16 @@ def test_the_clustering_resource_offers_no_topic_setting_that_nothing_reads():
     from embed_dagster.defs.resources import ClusteringResource
 
     assert not [f for f in ClusteringResource.model_fields if f.startswith("topic")]
+
+
+def test_the_cut_length_is_part_of_the_model_key_and_the_default_keeps_old_keys():
+    """max_chars changes what a long text is embedded as, yet two settings shared one key, so the
+    cache served vectors of texts cut at the old length (stop-24 adversarial pass)."""
+    from embed_dagster.core.model_key import ModelKey
+    from embed_dagster.defs.resources import EmbeddingResource
+
+    default, longer = EmbeddingResource(), EmbeddingResource(max_chars=8000)
+    assert default.model_key().id != longer.model_key().id
+    # keys made before the field existed (no max_chars) are the default's: caches stay valid
+    key = default.model_key()
+    assert key.id == ModelKey(key.model, key.dimensions, key.instruction, key.normalization_version).id

@@ -40,7 +40,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from embed_dagster.core.model_key import ModelKey
+from embed_dagster.core.model_key import DEFAULT_MAX_CHARS, ModelKey
 from embed_dagster.core.warehouse.schema import TABLES, VIEWS, ddl
 from embed_dagster.core.warehouse.vector_store import arrow_to_matrix, matrix_to_arrow
 
@@ -995,9 +995,19 @@ class Warehouse:
 
         def body(cur: duckdb.DuckDBPyConnection) -> None:
             cur.execute(
-                """INSERT INTO model_keys SELECT ?, ?, ?, ?, ?
+                """INSERT INTO model_keys
+                       (model_key, model, dimensions, instruction, normalization_version, max_chars)
+                   SELECT ?, ?, ?, ?, ?, ?
                    WHERE NOT EXISTS (SELECT 1 FROM model_keys WHERE model_key = ?)""",
-                [key.id, key.model, key.dimensions, key.instruction, key.normalization_version, key.id],
+                [
+                    key.id,
+                    key.model,
+                    key.dimensions,
+                    key.instruction,
+                    key.normalization_version,
+                    None if key.max_chars == DEFAULT_MAX_CHARS else key.max_chars,
+                    key.id,
+                ],
             )
 
         self._transaction(body, what=f"registering model key {key.id}", message=f"model key {key.id}")

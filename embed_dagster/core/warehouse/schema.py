@@ -118,6 +118,7 @@ TABLES: dict[str, Table] = {
             ("dimensions", "INTEGER", "Requested output dimension"),
             ("instruction", "VARCHAR", "Task instruction prepended to every text, if any"),
             ("normalization_version", "INTEGER", "Text normalization version"),
+            ("max_chars", "INTEGER", "Where texts are cut before embedding; NULL: the default 2000"),
             primary_key=("model_key",),
         ),
         _t(
