@@ -14,6 +14,11 @@ from .common import MAX_COMMENT_ID_CHARS, RAW_MAX_CHARS, _File
 _ISO_RE = r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?\s*([Zz]|[+-](0\d|1[0-4])(:?[0-5]\d)?)?"
 # Accepted instants: [1970-01-01, 2100-01-01) UTC. Year 0 or 9999 are placeholders or overflow,
 # not comment times. Fixed bounds, not "now", so a re-run of an old day gives the same rows.
+# The shapes _ISO_RE accepts that DuckDB's cast does not, rewritten to ones it does (they were
+# quarantined as "not an ISO-8601 timestamp"): a lower-case z, a space before the zone, and a
+# zone after hours and minutes without seconds (12:00Z).
+_ISO_FOR_DUCKDB = r"""regexp_replace(regexp_replace(regexp_replace(trim(created_at_str),
+        '\s+([Zz]|[+-]\d)', '\1'), '([T ]\d{2}:\d{2})([Zz]|[+-]\d)', '\1:00\2'), 'z$', 'Z')"""
 CREATED_AT_MIN = "1970-01-01 00:00:00+00"
 CREATED_AT_MAX = "2100-01-01 00:00:00+00"
 _BLANK_TEXT_RE = r"[\s\p{Z}\p{Cc}\p{Cf}]*"
@@ -29,7 +34,7 @@ def _check(con: duckdb.DuckDBPyConnection, max_text_chars: int) -> None:
         WITH c AS (
             SELECT cand.*, files.file_name, files.source_file, trim(comment_id) AS cid,
                 coalesce(created_at_ts, CASE WHEN regexp_full_match(trim(created_at_str), '{_ISO_RE}')
-                                             THEN try_cast(trim(created_at_str) AS TIMESTAMPTZ) END) AS ts
+                                             THEN try_cast({_ISO_FOR_DUCKDB} AS TIMESTAMPTZ) END) AS ts
             FROM cand JOIN files USING (file_idx)),
         v AS (
             SELECT *, CASE
