@@ -202,6 +202,26 @@ def test_topics_continue_across_days(pipeline):
     assert all(r["first_seen"] == DAY1 for r in continued)
 
 
+def test_comment_topics_gives_every_comment_of_a_topic_its_topic(pipeline):
+    """The view joins a comment to its topic only through the clustering the topics were built
+    from; after a normal run that is every comment whose cluster has a topic."""
+    db = pipeline["db"]
+    expected = (
+        query_arrow(
+            db,
+            """SELECT count(*) AS n FROM clusters c JOIN topics t
+             ON t.partition_date = c.partition_date AND t.cluster_id = c.cluster_id
+           WHERE t.topic_id IS NOT NULL""",
+        )
+        .column("n")[0]
+        .as_py()
+    )
+    shown = query_arrow(db, "SELECT count(*) AS n FROM comment_topics WHERE topic_id IS NOT NULL")
+    assert expected > 0 and shown.column("n")[0].as_py() == expected
+    clusterings = query_arrow(db, "SELECT DISTINCT partition_date, clustering FROM topics").to_pylist()
+    assert len(clusterings) == 2 and all(r["clustering"] for r in clusterings)
+
+
 def test_out_of_order_days_converge_when_rerun_in_order(pipeline, tmp_path):
     """Day 2 materialized before day 1 sees no earlier topics; re-running it after day 1 (what an
     asset backfill's ordering does) gives exactly the IDs of the in-order run."""

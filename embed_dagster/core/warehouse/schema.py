@@ -141,6 +141,7 @@ TABLES: dict[str, Table] = {
             ("keywords", "VARCHAR[]", "Top c-TF-IDF keywords"),
             ("representatives", "VARCHAR[]", "Comments nearest the cluster centre"),
             ("centroid", "FLOAT[]", "Unit-norm centroid of the cluster's vectors"),
+            ("clustering", "VARCHAR", "Digest of the day's assignment of texts to clusters"),
         ),
         _t(
             "topics",
@@ -165,6 +166,7 @@ TABLES: dict[str, Table] = {
             ("topic_centroid", "FLOAT[]", "Matching state: the topic's centroid after the day"),
             ("keyword_terms", "VARCHAR[]", "Matching state: accumulated keyword terms, best first"),
             ("keyword_scores", "DOUBLE[]", "Matching state: their accumulated scores"),
+            ("clustering", "VARCHAR", "The day's clustering these rows were built from (cluster_summaries)"),
         ),
     )
 }
@@ -179,10 +181,16 @@ VIEWS: dict[str, str] = {
                count(DISTINCT partition_date) AS days_seen, sum(size) AS total_size,
                arg_max(label, partition_date) AS label, arg_max(keywords, partition_date) AS keywords
         FROM topics WHERE topic_id IS NOT NULL GROUP BY topic_id""",
+    # A comment's topic only when the topics rows were built from the clustering the comment is in:
+    # between a re-run's clusters commit and its topics commit (or when a failed check stopped
+    # topics) the day's cluster ids mean other clusters, and the topic is NULL, not a wrong one.
     "comment_topics": """
         SELECT c.partition_date, c.comment_id, c.cluster_id, t.topic_id, t.label
-        FROM clusters c LEFT JOIN topics t
-          ON t.partition_date = c.partition_date AND t.cluster_id = c.cluster_id""",
+        FROM clusters c
+        LEFT JOIN cluster_summaries s ON s.partition_date = c.partition_date AND s.cluster_id = c.cluster_id
+        LEFT JOIN topics t
+          ON t.partition_date = c.partition_date AND t.cluster_id = c.cluster_id
+         AND t.clustering IS NOT DISTINCT FROM s.clustering""",
 }
 
 

@@ -1,5 +1,7 @@
 """Vectors → clusters (+ cluster_summaries): the day's groups of similar comments."""
 
+import hashlib
+
 import dagster as dg
 import numpy as np
 import pyarrow as pa
@@ -71,7 +73,7 @@ def _clusters_day(context, wh, key, config, maps_dir, day) -> dict:
         }
     )
     comment_rows = wh.comment_assignments(day, by_hash)
-    summary_rows = _summaries_table(summaries)
+    summary_rows = _summaries_table(summaries, clustering_digest(hashes, result.labels))
     map_path = maps_dir / f"clusters_{day.isoformat()}.png"
     # The map names the MAP_TOP largest clusters and the top_clusters table lists exactly those.
     named = map_clusters(result.labels, MAP_TOP)
@@ -116,7 +118,16 @@ def _clusters_day(context, wh, key, config, maps_dir, day) -> dict:
     }
 
 
-def _summaries_table(summaries: list[ClusterSummary]) -> pa.Table:
+def clustering_digest(hashes: list[str], labels: np.ndarray) -> str:
+    """Which clustering a day has: the same texts in the same clusters give the same digest, so
+    topics built from it stay valid across an identical re-run (see the comment_topics view)."""
+    digest = hashlib.blake2b(digest_size=8)
+    for h, label in sorted(zip(hashes, labels.tolist(), strict=True)):
+        digest.update(f"{h}:{label}\n".encode())
+    return digest.hexdigest()
+
+
+def _summaries_table(summaries: list[ClusterSummary], clustering: str) -> pa.Table:
     dim = summaries[0].centroid.shape[0] if summaries else 1
     centroids = np.vstack([s.centroid for s in summaries]) if summaries else np.zeros((0, dim), np.float32)
     return pa.table(
@@ -128,5 +139,6 @@ def _summaries_table(summaries: list[ClusterSummary]) -> pa.Table:
             "keywords": pa.array([list(s.keywords) for s in summaries], pa.list_(pa.string())),
             "representatives": pa.array([list(s.representatives) for s in summaries], pa.list_(pa.string())),
             "centroid": matrix_to_arrow(centroids),
+            "clustering": pa.array([clustering] * len(summaries), pa.string()),
         }
     )

@@ -63,12 +63,14 @@ def topics(
     def one_day(day: datetime.date) -> dict:
         # Each day reads the state the previous day's commit left, so a range gives the same topics
         # as its days run one by one (test_topic_alerts: one range run equals day-by-day runs).
-        summaries = _read_summaries(wh, day)
+        summaries, clustering = _read_summaries(wh, day)
         state = state_from_rows(*wh.topic_state_rows(day, params.surge_window))
         after, result = process_day(state, summaries, day, params)
         rows = rows_for_day(result, after, summaries)
         snapshot = wh.replace_partition(
-            day, {"topics": ({}, _topics_table(rows))}, message=f"topics {day} run {context.run_id}"
+            day,
+            {"topics": ({}, _topics_table(rows, clustering))},
+            message=f"topics {day} run {context.run_id}",
         )
         return _day_metadata(wh, embedding, day, state, result, snapshot)
 
@@ -192,8 +194,10 @@ def _day_metadata(wh, embedding, day, state, result, snapshot) -> dict:
 # ------------------------------------------------ reads and writes (the SQL is the Warehouse's)
 
 
-def _read_summaries(wh: Warehouse, day: datetime.date) -> list[ClusterSummary]:
+def _read_summaries(wh: Warehouse, day: datetime.date) -> tuple[list[ClusterSummary], str | None]:
+    """The day's clusters, and which clustering they are (its digest, carried into the topics rows)."""
     table = wh.cluster_summaries(day)
+    clustering = table.column("clustering")[0].as_py() if table.num_rows else None
     return [
         ClusterSummary(
             cluster_id=row["cluster_id"],
@@ -205,7 +209,7 @@ def _read_summaries(wh: Warehouse, day: datetime.date) -> list[ClusterSummary]:
             centroid=np.asarray(row["centroid"], dtype=np.float32),
         )
         for row in table.to_pylist()
-    ]
+    ], clustering
 
 
 _COLUMNS = [
@@ -230,7 +234,7 @@ _COLUMNS = [
 ]
 
 
-def _topics_table(rows: list[dict]) -> pa.Table:
+def _topics_table(rows: list[dict], clustering: str | None) -> pa.Table:
     table = pa.Table.from_pylist([{k: r[k] for k, _ in _COLUMNS} for r in rows], schema=pa.schema(_COLUMNS))
     dim = len(rows[0]["centroid"]) if rows else 1
     cluster_c = np.vstack([r["centroid"] for r in rows]) if rows else np.zeros((0, dim), np.float32)
@@ -240,7 +244,8 @@ def _topics_table(rows: list[dict]) -> pa.Table:
         None if r["topic_centroid"] is None else np.asarray(r["topic_centroid"], np.float32).tolist()
         for r in rows
     ]
-    return table.append_column("topic_centroid", pa.array(topic_c, pa.list_(pa.float32())))
+    table = table.append_column("topic_centroid", pa.array(topic_c, pa.list_(pa.float32())))
+    return table.append_column("clustering", pa.array([clustering] * len(rows), pa.string()))
 
 
 def _read_trend(wh: Warehouse, day: datetime.date, n_days: int):

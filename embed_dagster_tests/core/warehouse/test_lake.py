@@ -330,3 +330,43 @@ def test_a_view_made_by_an_older_definition_is_replaced_and_a_current_one_is_lef
     wh.ensure_schema()  # nothing to change: no new snapshot
     assert len(wh.snapshots()) == snapshots
     wh.close()
+
+
+def test_comment_topics_shows_a_topic_only_for_the_clustering_it_was_built_from(wh):
+    """Between a re-run's clusters commit and its topics commit, or when a failed check stopped
+    topics, the view joined the new cluster ids to the old topics: 271 of 295 comments showed
+    another topic's label in one trial (stop-24 adversarial pass)."""
+
+    def clusters(clustering):
+        wh.replace_partition(
+            D1,
+            {
+                "clusters": pa.table({"comment_id": ["a", "b"], "cluster_id": pa.array([0, 1], pa.int32())}),
+                "cluster_summaries": pa.table(
+                    {"cluster_id": pa.array([0, 1], pa.int32()), "clustering": [clustering] * 2}
+                ),
+            },
+        )
+
+    def topics(clustering):
+        table = pa.table(
+            {
+                "topic_id": ["T-refunds", "T-shipping"],
+                "cluster_id": pa.array([0, 1], pa.int32()),
+                "label": ["refunds", "shipping"],
+                "clustering": [clustering] * 2,
+            }
+        )
+        wh.replace_partition(D1, {"topics": table})
+
+    def shown():
+        rows = wh._arrow("SELECT comment_id, topic_id FROM comment_topics ORDER BY comment_id").to_pylist()
+        return {r["comment_id"]: r["topic_id"] for r in rows}
+
+    clusters("first")
+    topics("first")
+    assert shown() == {"a": "T-refunds", "b": "T-shipping"}
+    clusters("second")  # re-clustered: cluster 0 is now other comments' cluster
+    assert shown() == {"a": None, "b": None}
+    topics("second")
+    assert shown() == {"a": "T-refunds", "b": "T-shipping"}
