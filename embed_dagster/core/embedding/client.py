@@ -242,6 +242,7 @@ class _Replica:
     client: openai.OpenAI  # noqa: F821 (imported lazily, see _openai)
     in_flight: int = 0
     cool_until: float = 0.0
+    failures: int = 0  # connection failures in a row (0 after any answer)
 
 
 @dataclass
@@ -493,17 +494,38 @@ class EmbeddingClient(Embedder):
 
     # ------------------------------------------------------------ one request, with retries
 
+    REPLICA_COOL_MAX_S = 60.0
+
     def _acquire(self, avoid: _Replica | None) -> _Replica:
+        """The replica for the next request: one not cooling down after connection failures, the
+        least busy, in turn; when all are cooling, the one that comes back first.
+
+        Why the failure count first: a dead replica always has 0 requests in flight, so "least in
+        flight" alone kept choosing it, and its cool-down was the failing batch's own retry delay,
+        so it was back exactly when that batch retried. With two of three replicas dead, a run failed
+        while the third was healthy (stop-24 adversarial pass)."""
         now = time.monotonic()
         with self._lock:
-            candidates = [r for r in self._replicas if r.cool_until <= now] or list(self._replicas)
+            candidates = [r for r in self._replicas if r.cool_until <= now]
+            if not candidates:
+                candidates = [min(self._replicas, key=lambda r: r.cool_until)]
             if avoid is not None and len(candidates) > 1:
                 candidates = [r for r in candidates if r is not avoid]
             self._rr += 1
             n = len(self._replicas)
-            replica = min(candidates, key=lambda r: (r.in_flight, (self._replicas.index(r) - self._rr) % n))
+            replica = min(
+                candidates,
+                key=lambda r: (r.failures, r.in_flight, (self._replicas.index(r) - self._rr) % n),
+            )
             replica.in_flight += 1
             return replica
+
+    def _connection_failed(self, replica: _Replica) -> None:
+        """Cool the replica down for backoff_base_s, doubling with its own failures in a row, up to 60 s."""
+        with self._lock:
+            replica.failures += 1
+            pause = min(self.REPLICA_COOL_MAX_S, self.cfg.backoff_base_s * 2 ** (replica.failures - 1))
+            replica.cool_until = max(replica.cool_until, time.monotonic() + pause)
 
     def _release(self, replica: _Replica) -> None:
         with self._lock:
@@ -520,7 +542,12 @@ class EmbeddingClient(Embedder):
             replica = self._acquire(last)
             try:
                 try:
-                    return self._attempt_with_fallback(replica, texts, started)
+                    vectors = self._attempt_with_fallback(replica, texts, started)
+                    replica.failures = 0
+                    return vectors
+                except _Rejected:
+                    replica.failures = 0  # it answered
+                    raise
                 finally:
                     self._release(replica)
             except _Retryable as exc:
@@ -534,7 +561,7 @@ class EmbeddingClient(Embedder):
                 if exc.retry_after is not None:
                     delay = max(delay, exc.retry_after)
                 if exc.kind == "connection":
-                    replica.cool_until = time.monotonic() + delay
+                    self._connection_failed(replica)
                 past_deadline = time.monotonic() + delay - started > cfg.deadline_s
                 if attempt > cfg.max_retries or past_deadline:
                     raise self._give_up(replica, exc, attempt, elapsed, past_deadline) from None

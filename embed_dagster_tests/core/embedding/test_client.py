@@ -414,6 +414,27 @@ def test_a_down_replica_is_routed_around(caplog):
         assert "connection failed" in caplog.text
 
 
+def test_two_dead_replicas_of_three_do_not_fail_the_call():
+    """A dead replica (0 requests in flight) was the least busy, and its cool-down ended when the
+    batch retried: with two of three dead the call failed after 7 attempts (stop-24 adversarial pass)."""
+    with FaultServer() as a, FaultServer() as b, FaultServer() as c:
+        a.down()
+        b.down()
+        c.latency_s = 0.05
+        pairs = items(200)
+        cfg = config(
+            [a.base_url, b.base_url, c.base_url],
+            batch_size=2,
+            max_concurrency=8,
+            backoff_base_s=0.05,
+            backoff_max_s=1.0,
+            max_retries=6,
+        )
+        vectors, _, client = run(cfg, pairs)
+        assert_correct(vectors, pairs)
+        assert client.stats.retries <= 10  # each dead replica is tried again only after a growing pause
+
+
 def test_a_replica_that_comes_back_is_used_again(srv):
     srv.down()
     with pytest.raises(EmbeddingServerError):
