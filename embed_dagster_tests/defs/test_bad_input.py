@@ -365,6 +365,8 @@ def build_bad_day(landing: Path) -> list[Case]:
                 "comment_id": pa.array(["pg-1", "pg-2"]),
                 "created_at": pa.array([1740821400000000, 1740821400000000], pa.timestamp("us", tz="UTC")),
                 "text": pa.array(["Parquet row, fine", "混合 text 和 `code()`"]),
+                # an extra column DuckDB cannot read (not UTF-8): left out of extra, and said so
+                "lang": pa.array([b"en", b"bad \xff"], pa.binary()).view(pa.string()),
             }
         ),
         [
@@ -534,6 +536,8 @@ def test_raw_comments_metadata_counts_the_quarantine(bad_day):
     quarantined = sum(1 for c in bad_day["cases"] if c.expect is not None)
     assert meta["quarantined"] == quarantined
     assert meta["rows_read"] == len(bad_day["cases"])
+    # a column left out of extra used to be noted only in ingest's stats, which nothing showed
+    assert any("h_good.parquet: column 'lang' holds invalid UTF-8" in w for w in meta["warnings"])
 
 
 def test_same_comment_id_on_two_days_is_kept_on_both(bad_day, fault_figures):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import duckdb
+import pyarrow.parquet as pq
 
 from .common import (
     _INT_TYPES,
@@ -25,6 +26,12 @@ def _read_parquet(con: duckdb.DuckDBPyConnection, f: _File, warnings: list[str])
         ).fetchall()
     except duckdb.Error as exc:
         _reject_file(con, f, "unreadable_file", f"cannot read Parquet file: {_first_line(exc)}")
+        return
+    repeated = _required_in_two_cases(f)
+    if repeated:
+        _reject_rows(
+            con, f, "duplicate_field", f"the file repeats a required column in different case ({repeated})"
+        )
         return
     types = {name: typ for name, typ, *_ in schema}
     alias = {name: f"c{i}" for i, name in enumerate(types)}  # file column names never become SQL
@@ -62,6 +69,34 @@ def _read_parquet(con: duckdb.DuckDBPyConnection, f: _File, warnings: list[str])
             {ts_problem} AS ts_problem, {_json_struct(extras, alias)} AS extra
         FROM pq_{f.idx}""",
         [f.idx],
+    )
+
+
+def _required_in_two_cases(f: _File) -> str | None:
+    """``text, Text`` when the file has both, as JSON and CSV refuse it; None otherwise.
+
+    From the file's own schema (pyarrow): DuckDB's names are case-insensitive and it renames the
+    second to ``Text_1``, so the row was accepted with one of the two read as the text at random
+    and the other stored in ``extra`` (stop-24 adversarial pass).
+    """
+    try:
+        names = pq.read_schema(f.path).names
+    except Exception:  # noqa: BLE001 - unreadable: DuckDB's reading reports it
+        return None
+    clashes = [[n for n in names if n.lower() == field] for field in REQUIRED_FIELDS]
+    found = [", ".join(c) for c in clashes if len(c) > 1]
+    return "; ".join(found) or None
+
+
+def _reject_rows(con: duckdb.DuckDBPyConnection, f: _File, code: str, reason: str) -> None:
+    """Every row of the file rejected with one reason (the row count from the footer)."""
+    n_rows = pq.ParquetFile(f.path).metadata.num_rows
+    if not n_rows:
+        return
+    con.execute(
+        """INSERT INTO cand BY NAME SELECT ? AS file_idx, r AS source_row, '' AS raw,
+               ? AS pcode, ? AS preason FROM range(1, ? + 1) t(r)""",
+        [f.idx, code, reason, n_rows],
     )
 
 

@@ -70,6 +70,8 @@ def _raw_comments_day(context, wh, landing: LandingResource, day, malformed: lis
         )
     if result.stats.get("landing_rows_mismatch"):
         context.log.warning(f"row counts differ from the files: {result.stats['landing_rows_mismatch']}")
+    for warning in result.stats.get("warnings", []):  # e.g. a Parquet column left out (not UTF-8)
+        context.log.warning(f"{day}: {warning}")
     report_side_tables(context, wh, day, ["quarantine"], snapshot)
     return {
         **table_metadata(wh, "raw_comments", day, snapshot),
@@ -79,6 +81,7 @@ def _raw_comments_day(context, wh, landing: LandingResource, day, malformed: lis
         # counted from the files by a separate reader; the conservation check compares them
         "landing_rows": result.stats.get("landing_rows", 0),
         "ignored": dg.MetadataValue.json(result.stats.get("ignored", [])),
+        "warnings": dg.MetadataValue.json(result.stats.get("warnings", [])),
         "malformed_landing_folders": dg.MetadataValue.json(malformed),
         "files": result.stats.get("files", 0),
         "quarantined": result.rejected.num_rows,

@@ -126,3 +126,11 @@ def test_a_file_swapped_for_a_link_after_the_listing_is_not_followed(tmp_path, m
     assert res.valid.num_rows == 0
     assert "OUTSIDE-ROOT" not in json.dumps(res.rejected.to_pylist())
     assert "now a symbolic link" in res.rejected.to_pylist()[0]["reason"]
+
+
+def test_parquet_with_a_required_column_in_two_cases_is_refused_like_json_and_csv(tmp_path):
+    table = pa.table({"comment_id": ["1"], "created_at": [TS], "text": ["lower"], "Text": ["UPPER"]})
+    pq.write_table(table, day_dir(tmp_path) / "a.parquet")
+    res = read(tmp_path, DAY)
+    assert res.valid.num_rows == 0
+    assert "repeats a required column in different case (text, Text)" in res.rejected.to_pylist()[0]["reason"]
