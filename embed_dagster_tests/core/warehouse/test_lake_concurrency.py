@@ -132,13 +132,19 @@ def test_postgres_catalog_two_workers_write_different_days(pg_catalog, tmp_path)
 
 
 @pytest.mark.slow
-def test_a_catalog_password_with_a_space_a_quote_and_a_backslash_reaches_postgres(pg_catalog, tmp_path):
+def test_a_catalog_password_with_a_space_a_quote_and_a_backslash_reaches_postgres(tmp_path):
     """It was appended unquoted to the libpq connection string: cut at the space, the rest quoted in
     libpq's error (stop-24 adversarial pass). The server trusts every password, so the ATTACH
-    succeeds exactly when the connection string parses."""
-    password = "pa ss'wo\\rd"
-    config = LakeConfig(catalog=pg_catalog, data_path=f"{tmp_path / 'files'}/", catalog_password=password)
-    wh = Warehouse(config)
-    wh.ensure_schema()
-    assert wh.partition_counts("raw_comments") == {}
-    wh.close()
+    succeeds exactly when the connection string parses. A server of its own: a catalog remembers
+    its data path, and the module's one belongs to the test above."""
+    reason = postgres.missing()
+    if reason:
+        pytest.skip(reason)
+    with postgres.postgres_server(user="lake", database="lake") as server:
+        catalog = "postgres:" + " ".join(f"{k}={server[k]}" for k in ("dbname", "host", "port", "user"))
+        password = "pa ss'wo\\rd"
+        config = LakeConfig(catalog=catalog, data_path=f"{tmp_path / 'files'}/", catalog_password=password)
+        wh = Warehouse(config)
+        wh.ensure_schema()
+        assert wh.partition_counts("raw_comments") == {}
+        wh.close()
