@@ -16,9 +16,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+
+import duckdb
 
 from embed_dagster.core.warehouse.lake import LakeConfig, Warehouse, WarehouseError, scrub
 
@@ -43,11 +47,37 @@ def _cell(value: object) -> object:
     return value
 
 
+# DuckLake's own file-maintenance calls act on the data folder even through a read-only attach
+# (ducklake_delete_orphaned_files deleted a Parquet file a running job had written but not yet
+# committed: stop-24 adversarial pass). lake_maintenance runs them safely; an analyst session must not.
+_LAKE_MAINTENANCE_CALLS = re.compile(
+    r"(?i)\bducklake_(delete|expire|cleanup|merge|rewrite|flush|set_option|add_data_files)\w*"
+)
+
+
+def _analyst_only(cur: duckdb.DuckDBPyConnection, config: LakeConfig, statement: str) -> None:
+    """Lock the session to the lake: no file outside the data path is read or written (COPY TO,
+    read_csv('/etc/...')), settings cannot be changed back, and DuckLake's maintenance calls are
+    refused. A guard rail for a query tool, not a sandbox: the OS user's rights still apply."""
+    if _LAKE_MAINTENANCE_CALLS.search(statement):
+        raise ValueError(
+            "DuckLake maintenance calls are not run from a query session: the lake_maintenance asset "
+            "runs them without touching files a running job is writing"
+        )
+    if cur.execute("SELECT current_setting('lock_configuration')").fetchone()[0]:
+        return  # the shell's connection, locked by its first statement
+    if "://" not in config.data_path:  # a local lake: only its data folder is reachable
+        cur.execute("SET allowed_directories = [?]", [config.data_path])
+        cur.execute("SET enable_external_access = false")
+        cur.execute("SET lock_configuration = true")
+
+
 def run_sql(config: LakeConfig, query: str, out=None) -> int:
     """Print the query's result as CSV (header + rows), streamed in batches."""
     out = out or sys.stdout
     with Warehouse(config, read_only=True) as wh:
         with wh.session() as cur:
+            _analyst_only(cur, config, query)
             cur.execute(query)
             writer = csv.writer(out, lineterminator="\n")
             if cur.description:
@@ -87,6 +117,7 @@ def run_shell(config: LakeConfig) -> int:
             buffer = []
             try:
                 with wh.session() as cur:
+                    _analyst_only(cur, config, statement)
                     relation = cur.sql(statement.rstrip(";"))
                     if relation is not None:
                         relation.show(max_rows=40)
@@ -123,7 +154,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         if args.command == "sql":
-            return run_sql(config, args.query)
+            try:
+                return run_sql(config, args.query)
+            except BrokenPipeError:  # `... sql "..." | head`: the reader has what it wanted
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return 0
         if args.command == "shell":
             return run_shell(config)
         return run_migrate(config, args.old)

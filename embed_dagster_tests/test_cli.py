@@ -90,6 +90,22 @@ def test_sql_fails_non_zero_with_the_error_and_cannot_write(lake, capsys):
     assert capsys.readouterr().out.splitlines() == ["n", "2"]
 
 
+def test_sql_reaches_no_file_outside_the_lake_and_runs_no_lake_maintenance(lake, tmp_path, capsys):
+    """The read-only attach stopped catalog writes only: COPY TO wrote anywhere, and
+    ducklake_delete_orphaned_files deleted a file a running job was writing (stop-24 adversarial pass)."""
+    outside = tmp_path / "copied.csv"
+    assert main(["--lake", str(lake), "sql", f"COPY (SELECT 1) TO '{outside}'"]) == 1
+    assert not outside.exists() and "disabled by configuration" in capsys.readouterr().err
+    assert main(["--lake", str(lake), "sql", "SELECT * FROM read_csv('/etc/hostname')"]) == 1
+    capsys.readouterr()
+    being_written = next((lake / "files").rglob("*.parquet")).parent / "ducklake-in-flight.parquet"
+    being_written.write_bytes(b"PAR1")
+    call = "CALL ducklake_delete_orphaned_files('lake', cleanup_all => true)"
+    assert main(["--lake", str(lake), "sql", call]) == 1
+    assert being_written.exists() and "lake_maintenance" in capsys.readouterr().err
+    assert main(["--lake", str(lake), "sql", "SELECT count(*) AS n FROM clusters"]) == 0  # reads still work
+
+
 def test_sql_on_a_missing_lake_says_so(tmp_path, capsys):
     assert main(["--lake", str(tmp_path / "nothing"), "sql", "SELECT 1"]) == 1
     assert "no lake catalog" in capsys.readouterr().err
