@@ -60,6 +60,10 @@ from embed_dagster.core.embedding.local import (  # noqa: F401 - re-exported for
 )
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
+# Inputs per request: the answer costs ~10 KB of JSON per text, so the body cap alone let a 0.5 MB
+# request of 100,000 one-letter strings take 4 GB (stop-24 adversarial pass). Clients send ≤ 256.
+MAX_INPUTS = 4096
+IDLE_TIMEOUT_S = 60.0  # a connection silent this long (idle keep-alive, half-sent request) is closed
 
 log = logging.getLogger("embed_dagster.dev.local_server")
 
@@ -194,6 +198,15 @@ class DynamicBatcher:
                 size += len(job.texts)
             return batch
 
+    def _queue_alone(self, job: _Job) -> None:
+        try:
+            job.vectors, job.tokens = self.encoder.encode(job.texts)
+            self.passes += 1
+            self.pass_sizes[len(job.texts)] += 1
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting request thread
+            job.error = exc
+        job.done.set()
+
     def _run(self) -> None:
         while (batch := self._gather()) is not None:
             texts = [t for job in batch for t in job.texts]
@@ -202,9 +215,14 @@ class DynamicBatcher:
                 self.passes += 1
                 self.pass_sizes[len(texts)] += 1
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting request threads
+                if len(batch) == 1:
+                    batch[0].error = exc
+                    batch[0].done.set()
+                    continue
+                # several requests merged: run each alone, so one bad input fails its own request
+                # only (it failed every request merged with it; SGLang fails the bad one)
                 for job in batch:
-                    job.error = exc
-                    job.done.set()
+                    self._queue_alone(job)
                 continue
             start = 0
             for job in batch:
@@ -234,12 +252,19 @@ def validate_request(body: object) -> tuple[list[str], int | None, str]:
                 "All items in input list must be strings (token-id input is not supported "
                 "by this local server)"
             )
+        if len(inp) > MAX_INPUTS:
+            raise BadRequest(f"Input list has {len(inp)} items; at most {MAX_INPUTS} per request", 413)
         for i, t in enumerate(inp):
             if not t.strip():
                 raise BadRequest(f"Input at index {i} cannot be empty or whitespace only")
         texts = inp
     else:
         raise BadRequest("Input must be a string or a list of strings")
+    for i, t in enumerate(texts):  # a lone surrogate ("\ud800" in JSON) is no text the model can read
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest(f"Input at index {i} is not valid Unicode text (a lone surrogate)") from None
 
     dims = body.get("dimensions")
     if dims is not None:
@@ -273,6 +298,8 @@ def build_response(vectors: np.ndarray, fmt: str, model: str, prompt_tokens: int
 class EmbeddingHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections as they do with SGLang
     server_version = "embed-dagster-local/1"
+    # socket timeout: a thread per connection, so silent ones must not hold theirs for ever
+    timeout = IDLE_TIMEOUT_S
     server: EmbeddingHTTPServer
 
     def log_message(self, format, *args):
@@ -314,7 +341,13 @@ class EmbeddingHandler(BaseHTTPRequestHandler):
     def do_POST(self):
         path = self.path.split("?", 1)[0].rstrip("/")
         try:
-            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if length < 0:  # rfile.read(-1) would read until the client closes, past the cap
+                self.close_connection = True
+                raise BadRequest("Content-Length must be a non-negative integer")
             if length > MAX_BODY_BYTES:
                 self.close_connection = True
                 raise BadRequest(f"Request body over {MAX_BODY_BYTES} bytes; send smaller batches", 413)

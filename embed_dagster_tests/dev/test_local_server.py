@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -111,6 +112,7 @@ def test_usage_counts_tokens_per_text(local_server):
         ({"input": ["ok"], "dimensions": 0}, "dimensions must be a positive integer"),
         ({"input": ["ok"], "encoding_format": "int8"}, "encoding_format must be"),
         ({"input": [1, 2, 3]}, "must be strings"),
+        ({"input": ["fine", "\ud800"]}, "Input at index 1 is not valid Unicode text"),
     ],
 )
 def test_bad_requests_get_sglang_error_shape(local_server, body, message):
@@ -127,6 +129,54 @@ def test_invalid_json_and_unknown_path_are_clear_errors(local_server):
     assert status == 400 and payload["message"] == "Request body is not valid JSON"
     status, payload = post(local_server.base_url, {"input": "x"}, path="/chat/completions")
     assert status == 404 and payload["object"] == "error"
+
+
+def test_requests_that_would_take_the_server_down_are_refused(local_server):
+    """Stop-24 adversarial pass: 100,000 one-letter inputs (a 0.5 MB body) took the server to 4 GB;
+    Content-Length: -1 read until the client closed, past the body cap."""
+    status, payload = post(local_server.base_url, {"input": ["a"] * 100_000})
+    assert status == 413 and "at most 4096 per request" in payload["message"]
+    host, port = local_server.base_url.split("//")[1].split("/")[0].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n{")
+        answer = sock.recv(4096).decode()  # at once, without the client closing its side
+    assert answer.startswith("HTTP/1.1 400") and "Content-Length must be a non-negative integer" in answer
+
+
+class _PoisonEncoder:
+    def __init__(self):
+        self.passes: list[list[str]] = []
+
+    def encode(self, texts):
+        self.passes.append(list(texts))
+        if "BAD" in texts:
+            raise UnicodeEncodeError("utf-8", "BAD", 0, 1, "surrogates not allowed")
+        return np.stack([pseudo_vector(t) for t in texts]), [1] * len(texts)
+
+
+def test_one_bad_input_fails_its_own_request_not_the_ones_merged_with_it():
+    """It failed every request merged into the same pass (stop-24 adversarial pass)."""
+    enc = _PoisonEncoder()
+    batcher = DynamicBatcher(enc, max_batch=100, max_wait_s=0.3)  # long enough to merge all four
+    outcome: dict[str, object] = {}
+
+    def call(name: str, texts: list[str]):
+        try:
+            outcome[name] = batcher.submit(texts)[0]
+        except Exception as exc:  # noqa: BLE001
+            outcome[name] = exc
+
+    threads = [threading.Thread(target=call, args=(f"ok{i}", [f"t{i}"])) for i in range(3)]
+    threads.append(threading.Thread(target=call, args=("bad", ["BAD"])))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    batcher.stop()
+    assert len(enc.passes[0]) == 4  # they were merged
+    assert isinstance(outcome["bad"], UnicodeEncodeError)
+    for i in range(3):
+        np.testing.assert_array_equal(outcome[f"ok{i}"], pseudo_vector(f"t{i}")[None, :])
 
 
 def test_models_endpoint_and_health(local_server):
