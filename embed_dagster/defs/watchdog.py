@@ -73,7 +73,14 @@ def process_alive(pid: int, not_after: float | None = None) -> bool:
 
 
 def _worker(instance: dg.DagsterInstance, run_id: str) -> tuple[int | None, float | None, dict[int, float]]:
-    """(run worker pid, when it was reported, {step process pid: when its step started})."""
+    """(run worker pid, when it was reported, {step process pid: when its step started}).
+
+    The worker pid only from the code server's "Started process for run (pid: N)": that is a run
+    the default launcher started from the code server, the process this sensor runs in, so the pid
+    means something here. A run without it (``dagster asset materialize`` in a terminal, a container
+    or another host, against the same instance) has a pid from another process table; judging it
+    by this one failed a live run and freed its slots while it wrote (stop-24 adversarial pass).
+    """
     worker, when, steps = None, None, {}
     kinds = {DagsterEventType.ENGINE_EVENT, DagsterEventType.STEP_START}
     for entry in instance.all_logs(run_id, of_type=kinds):
@@ -83,17 +90,9 @@ def _worker(instance: dg.DagsterInstance, run_id: str) -> tuple[int | None, floa
         text = event.message or entry.user_message or ""
         if event.event_type == DagsterEventType.ENGINE_EVENT and text.startswith(_STARTED):
             worker, when = int(text[len(_STARTED) :].split(")")[0]), entry.timestamp
-        elif (
-            event.event_type == DagsterEventType.ENGINE_EVENT
-            and worker is None
-            and event.pid
-            and not event.step_key
-        ):
-            # "Executing steps using multiprocess executor: parent process (pid: N)": the run worker
-            worker, when = event.pid, entry.timestamp
         elif event.step_key and event.pid and event.pid != worker:
             steps[event.pid] = entry.timestamp
-    return worker, when, steps
+    return worker, when, (steps if worker is not None else {})
 
 
 def fail_dead_runs(instance: dg.DagsterInstance, log) -> list[str]:

@@ -14,7 +14,11 @@ import sys
 
 import dagster as dg
 import pytest
-from dagster._core.events import DagsterEvent, DagsterEventType  # noqa: PLC2701 - run events have no public constructor
+from dagster._core.events import (  # noqa: PLC2701 - run events have no public constructor
+    DagsterEvent,
+    DagsterEventType,
+    EngineEventData,
+)
 
 from embed_dagster.defs.watchdog import fail_dead_runs, fail_if_dead
 
@@ -67,3 +71,25 @@ def test_a_run_whose_worker_died_is_failed_with_the_reason(started_run_without_w
     assert any(f"run worker process {pid} is gone" in (m or "") for m in messages), messages
     # a second pass finds nothing left to fail
     assert fail_dead_runs(instance, LOG) == []
+
+
+def test_a_run_not_started_by_this_code_server_is_left_alone():
+    """A CLI run (``dagster asset materialize``) in a container or on another host reports the pid
+    of its own process table; seen from here that pid is gone, and the watchdog failed the live run
+    and freed its slots (stop-24 adversarial pass). Only runs with the code server's "Started
+    process for run" event are judged."""
+    with dg.instance_for_test() as instance:
+        run = instance.create_run_for_job(job_def=_job)
+        _report(instance, run, DagsterEventType.RUN_START)
+        worker = subprocess.Popen([sys.executable, "-c", "pass"])
+        worker.wait()  # a pid that means nothing here
+        event = DagsterEvent(
+            event_type_value=DagsterEventType.ENGINE_EVENT.value,
+            job_name=run.job_name,
+            message=f"Executing steps in process (pid: {worker.pid})",
+            event_specific_data=EngineEventData(),
+            pid=worker.pid,
+        )
+        instance.report_dagster_event(event, run_id=run.run_id)
+        assert fail_dead_runs(instance, LOG) == []
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
