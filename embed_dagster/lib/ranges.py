@@ -30,14 +30,18 @@ def materialize_days(
         return dg.MaterializeResult(metadata=one_day(days[0]))
     name = context.asset_key.to_user_string()
     started = time.monotonic()
-    for i, day in enumerate(days, 1):
-        t0 = time.monotonic()
-        metadata = one_day(day)
-        context.add_asset_metadata(
-            {**metadata, "run/day_seconds": round(time.monotonic() - t0, 3)}, partition_key=day.isoformat()
-        )
-        rows = metadata.get("dagster/partition_row_count")
-        context.log.info(f"{name} {day} done ({i}/{len(days)}){'' if rows is None else f': {rows} rows'}")
+    done: list[tuple[date, dict]] = []
+    try:
+        for i, day in enumerate(days, 1):
+            t0 = time.monotonic()
+            metadata = {**one_day(day), "run/day_seconds": round(time.monotonic() - t0, 3)}
+            done.append((day, metadata))
+            context.add_asset_metadata(metadata, partition_key=day.isoformat())
+            rows = metadata.get("dagster/partition_row_count")
+            context.log.info(f"{name} {day} done ({i}/{len(days)}){'' if rows is None else f': {rows} rows'}")
+    except (Exception, KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
+        _record_days_done(context, done, days)
+        raise
     return dg.MaterializeResult(
         metadata={
             "run/days": len(days),
@@ -45,6 +49,33 @@ def materialize_days(
             "run/seconds": round(time.monotonic() - started, 3),
         }
     )
+
+
+def _record_days_done(context: dg.AssetExecutionContext, done: list[tuple[date, dict]], days: list) -> None:
+    """A range step that fails (or is cancelled) part way: record the days it did commit.
+
+    Why: their metadata waits for the step's one result, which a failure never produces, so days
+    written to the lake had no materialization in Dagster (the UI showed them missing, their
+    snapshot ids and landing fingerprints were lost) while the side tables logged at once did
+    (stop-24 adversarial pass). Each becomes its own materialization now, marked ``run/partial``.
+    """
+    for day, metadata in done:
+        context.log_event(
+            dg.AssetMaterialization(
+                asset_key=context.asset_key,
+                partition=day.isoformat(),
+                metadata={
+                    **metadata,
+                    "run/partial": f"{len(done)} of {len(days)} days done before the step failed",
+                },
+            )
+        )
+    if done:
+        context.log.warning(
+            f"{context.asset_key.to_user_string()}: {len(done)} of {len(days)} days were written before "
+            f"the failure and are recorded ({done[0][0]}...{done[-1][0]}); a re-run rewrites them with "
+            "the same rows"
+        )
 
 
 def check_days(

@@ -291,6 +291,33 @@ def test_one_range_run_equals_the_days_run_one_by_one(pipeline, tmp_path):
     }
 
 
+def test_a_range_step_that_fails_part_way_records_the_days_it_wrote(pipeline, tmp_path, monkeypatch):
+    """The days' metadata waited for the step's one result, which a failure never produces: a day
+    written to the lake had no materialization in Dagster (stop-24 adversarial pass)."""
+    import embed_dagster.defs.ingest.assets as ingest_assets
+
+    written = ingest_assets._raw_comments_day
+
+    def second_day_fails(context, wh, landing, day, malformed):
+        if day == DAY2:
+            raise RuntimeError("the lake's commit timed out")
+        return written(context, wh, landing, day, malformed)
+
+    monkeypatch.setattr(ingest_assets, "_raw_comments_day", second_day_fails)
+    db = str(tmp_path / "lake")
+    resources = {**pipeline["resources"], "warehouse": WarehouseResource(root=db)}
+    with dg.instance_for_test() as instance:
+        result = support_materialize(resources, f"{DAY1}...{DAY2}", instance=instance, raise_on_error=False)
+        assert not result.success
+        recorded = sorted(instance.get_materialized_partitions(dg.AssetKey("raw_comments")))
+        event = instance.get_latest_materialization_event(dg.AssetKey("raw_comments")).asset_materialization
+    assert recorded == [DAY1.isoformat()]  # the day in the lake, and only it
+    assert (
+        event.metadata["landing_fingerprint"].value and "1 of 2 days" in event.metadata["run/partial"].value
+    )
+    assert counts(db, DAY1)["raw_comments"] > 0 and counts(db, DAY2)["raw_comments"] == 0
+
+
 def test_topic_map_draws_the_stored_positions_and_falls_back_to_the_vectors(pipeline, tmp_path):
     """The clusters step stores each text's position on the map, and the topic map draws those
     instead of reading the day's vectors back and projecting them again. A day clustered by a
