@@ -7,7 +7,8 @@ landing fingerprint (see ``defs/landing.py``):
 * a day runs when its fingerprint differs from the one its last ``raw_comments`` run recorded
   (new day, late file, rewritten file); an unchanged day never runs again, also when the sensor is
   first switched on with an empty cursor;
-* the run key is ``landing-<day>-<fingerprint>``, so a given version of a day runs once;
+* the run key is ``landing-<day>-<fingerprint>-<run that read the day last>``, so a given version
+  of a day runs once, and again if the files go back to it after another version ran;
 * a day whose newest file changed less than ``EMBED_DAGSTER_LANDING_QUIET_S`` seconds ago is left
   for a later tick (an upload still growing), and upload names (*.tmp, *.part, ...) are not read;
 * the daily cutoff is the partitions' own: a day exists as a partition once it has ended in
@@ -16,15 +17,15 @@ landing fingerprint (see ``defs/landing.py``):
   and are requested in date order, so ``topics`` (which continues the previous day's topics)
   sees days in order, as a backfill from the asset graph does; a day waits while an earlier day
   is still being written;
-* when a re-run day (a late file) has later days with topics, one more run rebuilds ``topics`` for
-  those later days in date order, after it (``_rechain_request``).
+* when a day's topics were rebuilt after a later day's (a late file, a re-run from the UI), one more
+  run rebuilds ``topics`` for the later days in date order (``_rechain_request``).
 """
 
-import datetime
-import hashlib
 import json
 
 import dagster as dg
+from dagster._core.events import DagsterEventType  # noqa: PLC2701 - no public path
+from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus  # noqa: PLC2701
 
 from embed_dagster.core.ingest import fingerprint_day, scan_landing
 from embed_dagster.defs.landing import LANDING_ASSET, valid_days
@@ -54,8 +55,8 @@ FINGERPRINT_TAG = "embed_dagster/landing_fingerprint"
 RAW = dg.AssetKey("raw_comments")
 
 
-def processed_fingerprints(instance: dg.DagsterInstance, days: list[str]) -> dict[str, str]:
-    """Day → the landing fingerprint its latest ``raw_comments`` materialization read."""
+def processed_fingerprints(instance: dg.DagsterInstance, days: list[str]) -> dict[str, tuple[str, str]]:
+    """Day → (the landing fingerprint its latest ``raw_comments`` materialization read, that run's id)."""
     out: dict[str, str] = {}
     for start in range(0, len(days), 200):
         chunk = days[start : start + 200]
@@ -69,7 +70,7 @@ def processed_fingerprints(instance: dg.DagsterInstance, days: list[str]) -> dic
                 if event is None or event.partition in out:
                     continue
                 value = event.metadata.get("landing_fingerprint")
-                out[event.partition] = value.value if value is not None else ""
+                out[event.partition] = (value.value if value is not None else "", record.run_id)
             if not page.has_more or len(out) == len(chunk):
                 break
             cursor = page.cursor
@@ -78,37 +79,63 @@ def processed_fingerprints(instance: dg.DagsterInstance, days: list[str]) -> dic
 
 TOPICS = dg.AssetKey("topics")
 RECHAIN_TAG = "embed_dagster/topics_rechain"
+_IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
 
-def _rechain_request(
-    instance: dg.DagsterInstance, todo: list[str], ready: dict, tags: dict[str, str]
-) -> dg.RunRequest | None:
-    """A ``topics`` run over the days after the earliest re-run day, when those days have topics.
+def stale_topic_chain(latest: dict[str, int]) -> tuple[str, str, int] | None:
+    """(first day to rebuild, last day, storage id of the day before) when some day's topics were
+    materialized after a later day's, whose topics continue them; None when the chain is in order.
 
-    Why: each day's topics continue the previous day's. A late file re-runs its own day, and the
-    topics of every later day were built on the day's old topics: they kept ids the re-run day may
-    no longer have, and differed from a run in date order (stop-24 adversarial pass), with nothing
-    in Dagster marking them stale. So after the day runs, one range run of ``topics`` (cheap: no
-    embedding, no clustering) rebuilds the chain in date order. It is requested after the day runs
-    and carries the same sequence tag, so the queue runs it after them. Days re-run in ``todo``
-    are rebuilt a second time by it, with the same result.
+    ``latest`` maps each day with topics to the storage id of its latest ``topics`` materialization.
+    A run walks its days in date order, so in a consistent history the ids grow with the date.
     """
-    if not todo:
+    days = sorted(latest)
+    later_min = float("inf")
+    stale_from = None
+    for i in range(len(days) - 1, -1, -1):  # from the newest day back: is any later day older?
+        if latest[days[i]] > later_min:
+            stale_from = i
+        later_min = min(later_min, latest[days[i]])
+    if stale_from is None:
         return None
-    done = sorted(p for p in instance.get_materialized_partitions(TOPICS) if p > todo[0])
-    last = max([*done, *todo])
-    first = (datetime.date.fromisoformat(todo[0]) + datetime.timedelta(days=1)).isoformat()
-    if not done or first > last:
+    return days[stale_from + 1], days[-1], latest[days[stale_from]]
+
+
+def _rechain_request(instance: dg.DagsterInstance, tags: dict[str, str]) -> dg.RunRequest | None:
+    """A ``topics`` run over the days whose topics continue a day rebuilt after them.
+
+    Why: each day's topics continue the previous day's. When a day runs again (a late file, a
+    re-run from the UI), the topics of every later day were built on its old topics: they kept
+    ids the day may no longer have and differed from a run in date order, with nothing in Dagster
+    marking them stale (stop-24 adversarial pass). So once the day's topics are written (not
+    before: a failed run leaves the chain as it was, and the request comes after the re-execution
+    that succeeds), one range run of ``topics`` alone (no embedding, no clustering, about half a
+    second a day) rebuilds the later days in date order. Not while any run or backfill is in
+    progress: it may be the one writing those days, and the next tick looks again.
+    """
+    storage = instance.event_log_storage
+    latest = dict(storage.get_latest_storage_id_by_partition(TOPICS, DagsterEventType.ASSET_MATERIALIZATION))
+    stale = stale_topic_chain(latest)
+    if stale is None:
         return None
-    versions = ",".join(f"{d}:{ready[d].version[:8]}" for d in todo)
+    if instance.get_run_records(dg.RunsFilter(statuses=_IN_PROGRESS), limit=1):
+        return None
+    if instance.get_backfills(filters=BulkActionsFilter(statuses=[BulkActionStatus.REQUESTED]), limit=1):
+        return None
+    first, last, after = stale
     return dg.RunRequest(
-        run_key=f"rechain-{first}-{last}-{hashlib.blake2b(versions.encode(), digest_size=8).hexdigest()}",
+        run_key=f"rechain-{first}-{last}-{after}",
         asset_selection=[TOPICS],
         tags=tags
         | {
             "dagster/asset_partition_range_start": first,
             "dagster/asset_partition_range_end": last,
-            RECHAIN_TAG: f"after {', '.join(todo[:5])}{' ...' if len(todo) > 5 else ''}",
+            RECHAIN_TAG: f"{first}...{last} continue topics rebuilt after them",
         },
     )
 
@@ -163,17 +190,21 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingResource
     ]
     changed = [e.partition for e in events]
     done = processed_fingerprints(context.instance, changed) if changed else {}
-    todo = [d for d in changed if done.get(d) != ready[d].version]
+    todo = [d for d in changed if done.get(d, ("", ""))[0] != ready[d].version]
     tags = {SEQUENCE_TAG: "landing"} | ({MALFORMED_TAG: note[:1000]} if note else {})
     requests = [
         dg.RunRequest(
-            run_key=f"landing-{d}-{ready[d].version[:16]}",
+            # the run that read the day last is in the key: files put back as they were (a wrong
+            # file removed) have an old fingerprint, whose key was used, and Dagster skips a used
+            # key, so the day kept the wrong file's rows (stop-24 adversarial pass)
+            run_key=f"landing-{d}-{ready[d].version[:16]}-{done.get(d, ('', 'new'))[1][:8]}",
             partition_key=d,
             tags=tags | {FINGERPRINT_TAG: ready[d].version},
         )
         for d in todo  # date order: the queue runs them one at a time, oldest first
     ]
-    rechain = _rechain_request(context.instance, todo, ready, tags)
+    # days first; the topics after a rebuilt day on a tick with no day to run (see _rechain_request)
+    rechain = None if requests else _rechain_request(context.instance, {SEQUENCE_TAG: "landing"})
     if rechain is not None:
         requests.append(rechain)
     observed.update({d: fp.version for d, fp in ready.items()})

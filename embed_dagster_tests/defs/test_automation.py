@@ -83,7 +83,7 @@ def test_landing_sensor_requests_each_new_day_once_in_date_order(tmp_path, insta
     assert _days(second) == ["2025-01-01", "2025-01-02"]  # oldest first
     for request in second.run_requests:
         version = request.tags[FINGERPRINT_TAG]
-        assert request.run_key == f"landing-{request.partition_key}-{version[:16]}" and len(version) == 32
+        assert request.run_key == f"landing-{request.partition_key}-{version[:16]}-new" and len(version) == 32
         assert request.tags[SEQUENCE_TAG] == "landing"
     # the landing folder's data versions, recorded as observations of the source asset
     assert _observed(second) == ["2025-01-01", "2025-01-02"]
@@ -171,26 +171,29 @@ def test_switching_on_reruns_nothing_and_a_late_file_reruns_its_day_then_later_t
         )
     )
     after_late = _tick(landing, switched_on.cursor, instance)
-    day_run, rechain = after_late.run_requests
+    [day_run] = after_late.run_requests
     assert day_run.partition_key == "2025-01-02" and _observed(after_late) == ["2025-01-02"]
-    # ... and, after it in the queue, topics of the later days rebuilt on the re-run day's topics
-    assert rechain.asset_selection == [dg.AssetKey("topics")] and rechain.tags[SEQUENCE_TAG] == "landing"
-    assert (
-        rechain.tags["dagster/asset_partition_range_start"],
-        rechain.tags["dagster/asset_partition_range_end"],
-    ) == (
-        "2025-01-03",
-        "2025-01-03",
-    )
     # the next tick does not ask again (the run key would repeat; the daemon skips it anyway)
     assert _days(_tick(landing, after_late.cursor, instance)) == []
 
-    rerun = materialize(resources, D2, instance=instance)  # the runs the sensor asked for
+    # a run that stopped before topics (here: only raw_comments ran): the chain is as it was
+    assert materialize(resources, D2, instance=instance, selection=["raw_comments"]).success
+    assert _tick(landing, after_late.cursor, instance).run_requests in (None, [])
+
+    rerun = materialize(resources, D2, instance=instance)  # the day's run the sensor asked for
     assert (
         own_materialization(rerun, "topics").metadata["later_days_to_rebuild"].value
         == "2025-01-03...2025-01-03"
     )
+    # D2's topics are now newer than D3's, which continue them: the next tick rebuilds D3's
+    [rechain] = _tick(landing, after_late.cursor, instance).run_requests
+    assert rechain.asset_selection == [dg.AssetKey("topics")] and rechain.tags[SEQUENCE_TAG] == "landing"
+    assert (
+        rechain.tags["dagster/asset_partition_range_start"],
+        rechain.tags["dagster/asset_partition_range_end"],
+    ) == ("2025-01-03", "2025-01-03")
     assert materialize(resources, "2025-01-03...2025-01-03", instance=instance, selection=["topics"]).success
+    assert _tick(landing, after_late.cursor, instance).run_requests in (None, [])  # in order again
     rows = query_arrow(lake, "SELECT comment_id FROM raw_comments WHERE comment_id = 'late-1'")
     assert rows.num_rows == 1
     # the topics equal those of the same files run in date order from scratch
@@ -200,6 +203,12 @@ def test_switching_on_reruns_nothing_and_a_late_file_reruns_its_day_then_later_t
     assert query_arrow(lake, table).to_pylist() == query_arrow(scratch, table).to_pylist()
     # a fresh cursor again (sensor reset): nothing left to do
     assert _days(_tick(landing, None, instance)) == []
+
+    # the late file was a mistake: removed, the day's files are as they were. That fingerprint's
+    # first key was used, and Dagster skips a used key: the key names the run that read it last
+    late.unlink()
+    [back] = _tick(landing, None, instance).run_requests
+    assert back.partition_key == "2025-01-02" and back.run_key.endswith(rerun.run_id[:8])
 
 
 def test_observing_the_landing_source_gives_one_version_per_landed_day(tmp_path):
@@ -345,3 +354,19 @@ def test_a_day_not_ended_yet_waits_without_a_warning_and_an_early_day_is_named(t
     note = req.tags["embed_dagster/malformed_landing_folders"]
     assert f"date={early.isoformat()} (before EMBED_DAGSTER_START_DATE)" in note
     assert today.isoformat() not in note
+
+
+def test_a_stale_topic_chain_is_found_from_the_storage_ids():
+    from embed_dagster.defs.automation import stale_topic_chain
+
+    assert stale_topic_chain({}) is None
+    assert stale_topic_chain({"2025-01-01": 5, "2025-01-02": 9, "2025-01-04": 12}) is None  # in date order
+    # 01-02 rebuilt after 01-03 and 01-04: those two continue its old topics
+    assert stale_topic_chain({"2025-01-01": 5, "2025-01-02": 30, "2025-01-03": 9, "2025-01-04": 12}) == (
+        "2025-01-03",
+        "2025-01-04",
+        30,
+    )
+    # the earliest rebuilt day decides where the rebuild starts
+    latest = {"2025-01-01": 40, "2025-01-02": 30, "2025-01-03": 9, "2025-01-04": 50}
+    assert stale_topic_chain(latest) == ("2025-01-02", "2025-01-04", 40)
