@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     lake_commit_timeout_s: float = Field(
         300.0,
         gt=0,
+        allow_inf_nan=False,
         validation_alias=_env("EMBED_DAGSTER_LAKE_COMMIT_TIMEOUT_S"),
         description="How long a write retries commit conflicts (the CLI; Dagster: lock_timeout_s)",
     )
@@ -93,6 +94,7 @@ class Settings(BaseSettings):
     landing_quiet_s: float = Field(
         60.0,
         ge=0,
+        allow_inf_nan=False,
         validation_alias=_env("EMBED_DAGSTER_LANDING_QUIET_S"),
         description="A day folder is taken once no file in it changed for this many seconds",
     )
@@ -134,10 +136,45 @@ class Settings(BaseSettings):
         "Size rule's limit while fewer than 10 topics have a continuation sample; 0 = no limit until then",
         ge=0,
     )
+    # Lake maintenance (the weekly lake_maintenance job)
+    lake_retention_days: float = Field(
+        30.0,
+        ge=0,
+        allow_inf_nan=False,
+        validation_alias=_env("EMBED_DAGSTER_LAKE_RETENTION_DAYS"),
+        description="Snapshots older than this many days are expired (no time travel to them)",
+    )
+    lake_delete_after_days: float = Field(
+        1.0,
+        ge=0,
+        allow_inf_nan=False,
+        validation_alias=_env("EMBED_DAGSTER_LAKE_DELETE_AFTER_DAYS"),
+        description="Unreferenced files are deleted after this many days",
+    )
+    maintenance_cron: str = Field(
+        "30 3 * * 0",
+        validation_alias=_env("EMBED_DAGSTER_MAINTENANCE_CRON"),
+        description="When the lake_maintenance schedule runs",
+    )
     # Cache
     redis_url: SecretStr | None = Field(None, validation_alias=_env("REDIS_URL"))
     redis_password: SecretStr | None = Field(None, validation_alias=_env("REDIS_PASSWORD"))
     redis_ttl_s: int = Field(30 * 24 * 3600, ge=0, validation_alias=_env("EMBED_DAGSTER_REDIS_TTL_S"))
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        """Checked here, where the variable is named: a name the tz database lacks failed later,
+        as a bare ZoneInfoNotFoundError when the partitions were built."""
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not an IANA time zone name such as UTC or Asia/Shanghai"
+            ) from None
+        return value
 
 
 def load_settings() -> Settings:

@@ -6,32 +6,30 @@ down over many small files. Retention is a setting: snapshots younger than it st
 ``AT (VERSION => n)``, which is what the "as of before the re-run" recipe needs (docs/warehouse.md).
 """
 
-import os
 from datetime import timedelta
 
 import dagster as dg
 from pydantic import Field
 
 from embed_dagster.defs.resources import WarehouseResource
+from embed_dagster.settings import load_settings
 
-
-def _days_env(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    try:
-        return float(value) if value else default
-    except ValueError:
-        raise ValueError(f"{name}={value!r} is not a number of days") from None
+# Through Settings, which validates them: a negative retention (a typo for 5) became the field's
+# default unchecked, and expired every snapshot; inf or nan were taken too (stop-24 adversarial pass).
+_SETTINGS = load_settings()
 
 
 class MaintenanceConfig(dg.Config):
     expire_snapshots_older_than_days: float = Field(
-        default=_days_env("EMBED_DAGSTER_LAKE_RETENTION_DAYS", 30.0),
+        default=_SETTINGS.lake_retention_days,
         ge=0,
+        allow_inf_nan=False,
         description="Snapshots older than this are expired (no time travel to them afterwards)",
     )
     delete_files_older_than_days: float = Field(
-        default=_days_env("EMBED_DAGSTER_LAKE_DELETE_AFTER_DAYS", 1.0),
+        default=_SETTINGS.lake_delete_after_days,
         ge=0,
+        allow_inf_nan=False,
         description="Files no longer referenced are deleted once scheduled for this long, so long-running "
         "reads that still scan them are not cut off",
     )
@@ -81,7 +79,7 @@ lake_maintenance_job = dg.define_asset_job(
 lake_maintenance_schedule = dg.ScheduleDefinition(
     name="weekly_lake_maintenance",
     job=lake_maintenance_job,
-    cron_schedule=os.environ.get("EMBED_DAGSTER_MAINTENANCE_CRON", "30 3 * * 0"),
+    cron_schedule=_SETTINGS.maintenance_cron,
     description="Every Sunday 03:30 (EMBED_DAGSTER_MAINTENANCE_CRON), compact the lake. Stopped by "
     "default, as Dagster schedules are: `dagster schedule start weekly_lake_maintenance`.",
 )

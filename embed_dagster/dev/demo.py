@@ -29,13 +29,31 @@ def default_days(count: int, timezone: str, now: datetime | None = None) -> list
     return [last - timedelta(days=count - 1 - i) for i in range(count)]
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+
+
 def main(argv: list[str] | None = None) -> int:
+    # argparse checks the values (usage message, exit 2): --days 0, --start 2025-13-01 were tracebacks
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--days", type=int, default=3)
-    parser.add_argument("--per-day", type=int, default=400)
+    parser.add_argument("--days", type=_positive, default=3)
+    parser.add_argument("--per-day", type=_positive, default=400)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
-        "--start", default=None, help="first day (default: the most recent complete days, ending yesterday)"
+        "--start",
+        type=_day,
+        default=None,
+        help="first day (default: the most recent complete days, ending yesterday)",
     )
     args = parser.parse_args(argv)
 
@@ -56,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = load_settings()
     if args.start:
-        first = date.fromisoformat(args.start)
+        first = args.start
         days = [first + timedelta(days=i) for i in range(args.days)]
     else:
         days = default_days(args.days, settings.timezone)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dagster as dg
+import pytest
 
 from embed_dagster.core.clustering.recipe import ClusterConfig
 from embed_dagster.defs.resources import ClusteringResource, build_resources
@@ -51,3 +52,31 @@ def test_the_cut_length_is_part_of_the_model_key_and_the_default_keeps_old_keys(
     # keys made before the field existed (no max_chars) are the default's: caches stay valid
     key = default.model_key()
     assert key.id == ModelKey(key.model, key.dimensions, key.instruction, key.normalization_version).id
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("EMBED_DAGSTER_LAKE_RETENTION_DAYS", "-5"),  # was taken, and expired every snapshot
+        ("EMBED_DAGSTER_LAKE_RETENTION_DAYS", "inf"),
+        ("EMBED_DAGSTER_LAKE_DELETE_AFTER_DAYS", "nan"),
+        ("EMBED_DAGSTER_LANDING_QUIET_S", "inf"),
+        ("EMBED_DAGSTER_LAKE_COMMIT_TIMEOUT_S", "inf"),
+        ("EMBED_DAGSTER_TIMEZONE", "Mars/Olympus"),  # failed later, without naming the variable
+    ],
+)
+def test_settings_refuse_values_that_would_do_harm_and_name_the_variable(monkeypatch, variable, value):
+    from pydantic import ValidationError
+
+    from embed_dagster.settings import load_settings
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError, match=variable):
+        load_settings()
+
+
+def test_an_empty_maintenance_cron_means_the_default(monkeypatch):
+    from embed_dagster.settings import load_settings
+
+    monkeypatch.setenv("EMBED_DAGSTER_MAINTENANCE_CRON", "")
+    assert load_settings().maintenance_cron == "30 3 * * 0"

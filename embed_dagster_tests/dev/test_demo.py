@@ -124,3 +124,18 @@ def test_second_demo_run_is_identical(first_run, demo_env):
         assert after == before[day]
         assert after["fresh_embeddings"] + after["cached_embeddings"] == after["distinct_texts"]
         assert _report_numbers(second, day) == _report_numbers(first_run, day)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--days", "0"], "argument --days: must be at least 1"),  # was an IndexError traceback
+        (["--start", "2025-13-01"], "is not a date YYYY-MM-DD"),  # was a ValueError traceback
+    ],
+)
+def test_bad_demo_arguments_get_a_usage_message(args, message, capsys):
+    from embed_dagster.dev.demo import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    assert stop.value.code == 2 and message in capsys.readouterr().err

@@ -176,10 +176,15 @@ def conninfo_value(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+# the URI form of a libpq connection string: postgresql://user:password@host/db
+_PASSWORD_IN_URI = re.compile(r"(://[^/@\s:]*:)([^@\s]+)(@)")
+
+
 def scrub(text: str, config: LakeConfig) -> str:
     """Remove the catalog password from any string before it is logged, raised or stored."""
     if config.catalog_password:
         text = text.replace(config.catalog_password, "***")
+    text = _PASSWORD_IN_URI.sub(r"\1***\3", text)
     return _PASSWORD_IN_DSN.sub(r"\1***", text)
 
 

@@ -297,6 +297,8 @@ def test_password_never_reaches_labels_or_errors(tmp_path):
     assert "s3cr3t-pw" not in repr(config) and "s3cr3t-pw" not in config.label()
     assert scrub("x password=abc y", config) == "x password=*** y"
     assert scrub("x password='a b\\'c' y", config) == "x password=*** y"  # libpq's quoted form, whole
+    uri = LakeConfig(catalog="postgres:postgresql://lake:urlpw@127.0.0.1:1/lake", data_path="/x/")
+    assert "urlpw" not in uri.label() and "lake:***@127.0.0.1" in uri.label()  # the URI form
     with pytest.raises(WarehouseError) as info:
         Warehouse(config).partition_hashes(D1)
     assert "s3cr3t-pw" not in str(info.value)
