@@ -57,7 +57,7 @@ RAW = dg.AssetKey("raw_comments")
 
 def processed_fingerprints(instance: dg.DagsterInstance, days: list[str]) -> dict[str, tuple[str, str]]:
     """Day → (the landing fingerprint its latest ``raw_comments`` materialization read, that run's id)."""
-    out: dict[str, str] = {}
+    out: dict[str, tuple[str, str]] = {}
     for start in range(0, len(days), 200):
         chunk = days[start : start + 200]
         cursor = None

@@ -198,7 +198,7 @@ class DynamicBatcher:
                 size += len(job.texts)
             return batch
 
-    def _queue_alone(self, job: _Job) -> None:
+    def _encode_alone(self, job: _Job) -> None:
         try:
             job.vectors, job.tokens = self.encoder.encode(job.texts)
             self.passes += 1
@@ -222,7 +222,7 @@ class DynamicBatcher:
                 # several requests merged: run each alone, so one bad input fails its own request
                 # only (it failed every request merged with it; SGLang fails the bad one)
                 for job in batch:
-                    self._queue_alone(job)
+                    self._encode_alone(job)
                 continue
             start = 0
             for job in batch:

@@ -54,6 +54,7 @@ def main() -> None:
                 "landing_rows": res.stats["landing_rows"],
                 "valid": res.stats["valid"],
                 "peak_rss_bytes": peak_kib * 1024,
+                "warnings": res.stats["warnings"],  # e.g. a retry with a larger DuckDB budget
             }
         )
     )

@@ -199,6 +199,7 @@ def read_landing_partition(
                         lambda f=f: _read_one(con, f, tmp, warnings),
                         lambda f=f: _drop_file_scratch(con, f),
                         f.source_file,
+                        warnings,
                     )
             _with_more_memory_if_needed(
                 con,
@@ -206,6 +207,7 @@ def read_landing_partition(
                 lambda: _check(con, max_text_chars),
                 lambda: con.execute("DROP TABLE IF EXISTS checked"),
                 "checking the day's rows",
+                warnings,
             )
             valid = _fetch(con, _VALID_SQL, VALID_SCHEMA)
             rejected = _scrub_rejected(_fetch(con, _REJECTED_SQL, _REJECTED_FETCH_SCHEMA), secrets)
@@ -291,7 +293,7 @@ OOM_RETRY_FACTOR = 8  # one more try with this many times the budget
 
 
 def _with_more_memory_if_needed(
-    con: duckdb.DuckDBPyConnection, memory_limit_mb: int, attempt, start_over, what: str
+    con: duckdb.DuckDBPyConnection, memory_limit_mb: int, attempt, start_over, what: str, warnings: list[str]
 ) -> None:
     """``attempt()``, tried once more with a larger budget if DuckDB runs out of memory.
 
@@ -308,6 +310,7 @@ def _with_more_memory_if_needed(
         pass
     start_over()
     larger = memory_limit_mb * OOM_RETRY_FACTOR
+    warnings.append(f"{what}: ran out of DuckDB's {memory_limit_mb} MB budget; done again with {larger} MB")
     con.execute(f"SET memory_limit = '{larger}MB'")
     try:
         attempt()

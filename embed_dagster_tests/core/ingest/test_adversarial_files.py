@@ -102,6 +102,7 @@ def test_a_line_of_several_megabytes_is_quarantined_not_a_failed_day(tmp_path):
     res = read(tmp_path, DAY)
     assert [r["comment_id"] for r in res.valid.to_pylist()] == ["1"]
     assert "longer than" in res.rejected.to_pylist()[0]["reason"]
+    assert any("done again with 1536 MB" in w for w in res.stats["warnings"])  # and it says so
 
 
 def test_a_file_swapped_for_a_link_after_the_listing_is_not_followed(tmp_path, monkeypatch):
