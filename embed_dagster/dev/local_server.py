@@ -198,11 +198,16 @@ class DynamicBatcher:
                 size += len(job.texts)
             return batch
 
+    def _encode(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
+        """One forward pass, counted."""
+        vectors, tokens = self.encoder.encode(texts)
+        self.passes += 1
+        self.pass_sizes[len(texts)] += 1
+        return vectors, tokens
+
     def _encode_alone(self, job: _Job) -> None:
         try:
-            job.vectors, job.tokens = self.encoder.encode(job.texts)
-            self.passes += 1
-            self.pass_sizes[len(job.texts)] += 1
+            job.vectors, job.tokens = self._encode(job.texts)
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting request thread
             job.error = exc
         job.done.set()
@@ -211,9 +216,7 @@ class DynamicBatcher:
         while (batch := self._gather()) is not None:
             texts = [t for job in batch for t in job.texts]
             try:
-                vectors, tokens = self.encoder.encode(texts)
-                self.passes += 1
-                self.pass_sizes[len(texts)] += 1
+                vectors, tokens = self._encode(texts)
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting request threads
                 if len(batch) == 1:
                     batch[0].error = exc

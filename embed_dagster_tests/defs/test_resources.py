@@ -76,7 +76,14 @@ def test_settings_refuse_values_that_would_do_harm_and_name_the_variable(monkeyp
 
 
 def test_an_empty_maintenance_cron_means_the_default(monkeypatch):
-    from embed_dagster.settings import load_settings
+    """The module read the variable itself: empty, the schedule failed to build at import."""
+    import importlib
+
+    import embed_dagster.defs.maintenance as maintenance
 
     monkeypatch.setenv("EMBED_DAGSTER_MAINTENANCE_CRON", "")
-    assert load_settings().maintenance_cron == "30 3 * * 0"
+    try:
+        assert importlib.reload(maintenance).lake_maintenance_schedule.cron_schedule == "30 3 * * 0"
+    finally:
+        monkeypatch.delenv("EMBED_DAGSTER_MAINTENANCE_CRON")
+        importlib.reload(maintenance)

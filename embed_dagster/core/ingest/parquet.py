@@ -29,9 +29,8 @@ def _read_parquet(con: duckdb.DuckDBPyConnection, f: _File, warnings: list[str])
         return
     repeated = _required_in_two_cases(f)
     if repeated:
-        _reject_rows(
-            con, f, "duplicate_field", f"the file repeats a required column in different case ({repeated})"
-        )
+        reason = f"the file repeats a required column in different case ({repeated})"
+        _reject_rows(con, f, "duplicate_field", reason, pq.ParquetFile(f.path).metadata.num_rows)
         return
     types = {name: typ for name, typ, *_ in schema}
     alias = {name: f"c{i}" for i, name in enumerate(types)}  # file column names never become SQL
@@ -88,11 +87,8 @@ def _required_in_two_cases(f: _File) -> str | None:
     return "; ".join(found) or None
 
 
-def _reject_rows(con: duckdb.DuckDBPyConnection, f: _File, code: str, reason: str) -> None:
-    """Every row of the file rejected with one reason (the row count from the footer)."""
-    n_rows = pq.ParquetFile(f.path).metadata.num_rows
-    if not n_rows:
-        return
+def _reject_rows(con: duckdb.DuckDBPyConnection, f: _File, code: str, reason: str, n_rows: int) -> None:
+    """Each of the file's ``n_rows`` rows rejected with one reason, numbered as read rows are."""
     con.execute(
         """INSERT INTO cand BY NAME SELECT ? AS file_idx, r AS source_row, '' AS raw,
                ? AS pcode, ? AS preason FROM range(1, ? + 1) t(r)""",
@@ -146,13 +142,6 @@ def _load_parquet(con: duckdb.DuckDBPyConnection, f: _File, alias: dict[str, str
     if not n_rows:
         _reject_file(con, f, "unreadable_file", f"cannot read Parquet file: {error}")
         return None
-    con.execute(
-        """INSERT INTO cand BY NAME SELECT ? AS file_idx, r AS source_row, '' AS raw,
-               'unreadable_file' AS pcode, ? AS preason FROM range(1, ? + 1) t(r)""",
-        [
-            f.idx,
-            f"cannot read the rows of this Parquet file ({error}); all {n_rows} rows are rejected",
-            n_rows,
-        ],
-    )
+    reason = f"cannot read the rows of this Parquet file ({error}); all {n_rows} rows are rejected"
+    _reject_rows(con, f, "unreadable_file", reason, n_rows)
     return None

@@ -83,8 +83,9 @@ def _warn_if_later_days_continue(
 ) -> dg.MaterializeResult:
     """Say so when days after this run's last day have topics: they continue the old topics of the
     days just rewritten, so their ids may name topics those days no longer have, until they run
-    again in date order. The landing sensor asks for that run itself after a late file; a re-run
-    from the UI or the CLI needs the user to launch it (the metadata names the range)."""
+    again in date order. The landing sensor requests that run itself once it sees the day's new
+    topics (defs/automation.py, ``_rechain_request``); without the sensor, the metadata names the
+    range to re-run."""
     later = wh.topic_days_after(last)
     if not later:
         return result
