@@ -1,8 +1,9 @@
 """Peak memory of ingest against file size, measured in a child process (its own RSS high-water mark).
 
 Run as ``python -m embed_dagster_tests.support.ingest_memory ROOT DAY``: reads the day with
-``read_landing_partition`` and prints a JSON line with rows and ``ru_maxrss``. The parent test writes
-the file, so the measurement covers exactly one read in a fresh interpreter (imports included).
+``read_landing_partition`` and prints a JSON line with rows and its own peak RSS (``VmHWM``). The
+parent test writes the file, so the measurement covers exactly one read in a fresh interpreter
+(imports included).
 """
 
 from __future__ import annotations
@@ -42,11 +43,28 @@ def write_jsonl(path: Path, target_bytes: int, seed: int = 0) -> int:
     return n
 
 
+def peak_rss_kib() -> int:
+    """This process's own RSS high-water mark (``VmHWM``).
+
+    Not ``ru_maxrss``: Linux carries it across exec from the parent's memory (the pytest worker
+    that started us), so after a worker had run a heavy in-process test the child reported the
+    worker's 842 MB, not its own 530 MB (two fresh-clone CI runs of stop 24). Checked: a parent
+    holding 900 MB starts a child whose ru_maxrss says 911 MB and VmHWM 11 MB.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # not Linux
+
+
 def main() -> None:
     from embed_dagster.core.ingest import read_landing_partition
 
     res = read_landing_partition(sys.argv[1], sys.argv[2])
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kib = peak_rss_kib()
     print(
         json.dumps(
             {
