@@ -47,23 +47,67 @@ def _cell(value: object) -> object:
     return value
 
 
-# DuckLake's own file-maintenance calls act on the data folder even through a read-only attach
+# What an analyst session may run: queries. Everything else (COPY into the data folder, ATTACH of the
+# catalog file read-write, SET, INSTALL/LOAD, CREATE MACRO, PREPARE/EXECUTE) could change the lake or
+# reopen what the session locks (stop-25 adversarial pass: COPY over a Parquet file and a second
+# ATTACH of catalog.sqlite emptied raw_comments). EXPLAIN is allowed for the query it explains.
+_ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN"}
+_EXPLAIN = re.compile(r"(?is)^\s*EXPLAIN(\s+ANALYZE)?\s+")
+
+# Functions a query may not call, matched on the parsed statement (so quoting or case does not hide
+# them): DuckLake's file-maintenance calls act on the data folder even through a read-only attach
 # (ducklake_delete_orphaned_files deleted a Parquet file a running job had written but not yet
-# committed: stop-24 adversarial pass). lake_maintenance runs them safely; an analyst session must not.
-_LAKE_MAINTENANCE_CALLS = re.compile(
-    r"(?i)\bducklake_(delete|expire|cleanup|merge|rewrite|flush|set_option|add_data_files)\w*"
+# committed: stop-24 pass), lake_maintenance runs them safely; query()/query_table() run SQL built at
+# run time, which no check can read beforehand; the sqlite/postgres/mysql extensions' functions reach
+# the catalog database itself (sqlite_query, postgres_execute).
+_REFUSED_FUNCTIONS = re.compile(
+    r"(?i)^(query|query_table|(sqlite|postgres|mysql)_\w+|"
+    r"ducklake_(delete|expire|cleanup|merge|rewrite|flush|set_option|add_data_files)\w*)$"
 )
 
 
+def _function_names(node: object, found: set[str]) -> set[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "function_name" and isinstance(value, str):
+                found.add(value)
+            else:
+                _function_names(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            _function_names(value, found)
+    return found
+
+
+def _check_statements(cur: duckdb.DuckDBPyConnection, text: str) -> None:
+    """Refuse anything but queries, and queries that call a refused function."""
+    for statement in cur.extract_statements(text):
+        kind = statement.type.name
+        if kind not in _ALLOWED_STATEMENTS:
+            raise ValueError(f"only queries run in an analyst session (SELECT, EXPLAIN); this is {kind}")
+        query = statement.query
+        if kind == "EXPLAIN":
+            query = _EXPLAIN.sub("", query, count=1)
+            inner = cur.extract_statements(query)
+            if len(inner) != 1 or inner[0].type.name != "SELECT":
+                raise ValueError("EXPLAIN runs in an analyst session for a SELECT only")
+        tree = json.loads(cur.execute("SELECT json_serialize_sql(?)", [query]).fetchone()[0])
+        if tree.get("error"):
+            raise ValueError(f"the query could not be checked: {tree.get('error_message')}")
+        refused = sorted(n for n in _function_names(tree, set()) if _REFUSED_FUNCTIONS.match(n))
+        if refused:
+            raise ValueError(
+                f"{', '.join(refused)} cannot be called from an analyst session: DuckLake maintenance "
+                "runs in the lake_maintenance asset, and SQL built at run time or sent to the catalog "
+                "database is not checked"
+            )
+
+
 def _analyst_only(cur: duckdb.DuckDBPyConnection, config: LakeConfig, statement: str) -> None:
-    """Lock the session to the lake: no file outside the data path is read or written (COPY TO,
-    read_csv('/etc/...')), settings cannot be changed back, and DuckLake's maintenance calls are
+    """Lock the session to the lake: queries only, no file outside the data path is read
+    (read_csv('/etc/...')), settings cannot be changed back, and DuckLake's maintenance calls are
     refused. A guard rail for a query tool, not a sandbox: the OS user's rights still apply."""
-    if _LAKE_MAINTENANCE_CALLS.search(statement):
-        raise ValueError(
-            "DuckLake maintenance calls are not run from a query session: the lake_maintenance asset "
-            "runs them without touching files a running job is writing"
-        )
+    _check_statements(cur, statement)
     if cur.execute("SELECT current_setting('lock_configuration')").fetchone()[0]:
         return  # the shell's connection, locked by its first statement
     if "://" not in config.data_path:  # a local lake: only its data folder is reachable

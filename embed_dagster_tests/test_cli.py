@@ -85,7 +85,7 @@ def test_sql_fails_non_zero_with_the_error_and_cannot_write(lake, capsys):
     assert main(["--lake", str(lake), "sql", "SELECT * FROM no_such_table"]) == 1
     assert "no_such_table" in capsys.readouterr().err
     assert main(["--lake", str(lake), "sql", "DELETE FROM clusters"]) == 1
-    assert "read-only" in capsys.readouterr().err.lower()
+    assert "only queries" in capsys.readouterr().err
     assert main(["--lake", str(lake), "sql", "SELECT count(*) AS n FROM clusters"]) == 0
     assert capsys.readouterr().out.splitlines() == ["n", "2"]
 
@@ -95,15 +95,51 @@ def test_sql_reaches_no_file_outside_the_lake_and_runs_no_lake_maintenance(lake,
     ducklake_delete_orphaned_files deleted a file a running job was writing (stop-24 adversarial pass)."""
     outside = tmp_path / "copied.csv"
     assert main(["--lake", str(lake), "sql", f"COPY (SELECT 1) TO '{outside}'"]) == 1
-    assert not outside.exists() and "disabled by configuration" in capsys.readouterr().err
+    assert not outside.exists() and "only queries" in capsys.readouterr().err
     assert main(["--lake", str(lake), "sql", "SELECT * FROM read_csv('/etc/hostname')"]) == 1
     capsys.readouterr()
     being_written = next((lake / "files").rglob("*.parquet")).parent / "ducklake-in-flight.parquet"
     being_written.write_bytes(b"PAR1")
     call = "CALL ducklake_delete_orphaned_files('lake', cleanup_all => true)"
     assert main(["--lake", str(lake), "sql", call]) == 1
-    assert being_written.exists() and "lake_maintenance" in capsys.readouterr().err
+    assert being_written.exists() and "this is CALL" in capsys.readouterr().err
+    for call in (
+        "SELECT * FROM ducklake_delete_orphaned_files('lake', cleanup_all => true)",
+        "SELECT * FROM \"DuckLake_Delete_Orphaned_Files\"('lake', cleanup_all => true)",
+    ):
+        assert main(["--lake", str(lake), "sql", call]) == 1
+        assert being_written.exists() and "lake_maintenance" in capsys.readouterr().err
     assert main(["--lake", str(lake), "sql", "SELECT count(*) AS n FROM clusters"]) == 0  # reads still work
+
+
+def test_sql_cannot_change_the_lake_through_its_own_folder_or_catalog(lake, capsys):
+    """Stop-25 adversarial pass: the session could write inside the data folder (COPY over a Parquet
+    file broke every read of its table), attach catalog.sqlite again read-write (DELETE FROM its
+    ducklake_data_file emptied the table), and reach the maintenance calls through query()."""
+    parquet = next((lake / "files").rglob("*.parquet"))
+    before = parquet.read_bytes()
+    catalog = next(lake.glob("*.sqlite"))
+    attempts = [
+        f"COPY (SELECT 1 AS x) TO '{parquet}' (FORMAT parquet)",
+        f"ATTACH '{catalog}' AS cat (TYPE sqlite); DELETE FROM cat.ducklake_data_file",
+        "SELECT 1; DELETE FROM clusters",
+        "SET lock_configuration = false",
+        "SELECT * FROM query('SELECT * FROM ducklake_' || "
+        "'delete_orphaned_files(''lake'', cleanup_all => true)')",
+        "SELECT * FROM clusters WHERE comment_id IN (SELECT * FROM query_table('clusters'))",
+        f"SELECT * FROM sqlite_query('{catalog}', 'DELETE FROM ducklake_data_file')",
+        "EXPLAIN ANALYZE SELECT * FROM query('SELECT 1')",
+        "PREPARE p AS SELECT 1",
+    ]
+    for sql in attempts:
+        assert main(["--lake", str(lake), "sql", sql]) == 1, sql
+        assert capsys.readouterr().err.strip(), sql
+    assert parquet.read_bytes() == before
+    assert main(["--lake", str(lake), "sql", "SELECT count(*) AS n FROM clusters"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["n", "2"]
+    for query in ("EXPLAIN SELECT * FROM clusters", "DESCRIBE clusters", "SHOW TABLES", "SUMMARIZE clusters"):
+        assert main(["--lake", str(lake), "sql", query]) == 0, query
+        capsys.readouterr()
 
 
 def test_sql_on_a_missing_lake_says_so(tmp_path, capsys):
