@@ -34,7 +34,7 @@ _LOGIC = {
     "deduplicated_texts": 1,
     "cached_embeddings": 2,
     "fresh_embeddings": 2,
-    "clusters": 1,
+    "clusters": 2,
     "topics": 2,
 }
 

@@ -21,7 +21,10 @@ Why this recipe (measured in ``bench/bench_cluster.py``, numbers in docs/benchma
   a small cost in ARI/NMI, and ``None`` keeps HDBSCAN's noise (see the benchmark table).
 
 Rows are expected to be distinct texts: duplicates form zero-distance cliques that HDBSCAN reads as
-dense clusters. Sizes are weighted by comment counts downstream (``summarize_clusters``).
+dense clusters. Sizes are weighted by comment counts downstream (``summarize_clusters``). The
+counts (``weights``) enter the clustering in one place: a text repeated at least
+``min_cluster_size`` times is a density cluster by itself, so it is not rescued into a cluster it is
+far from (``heavy_text_cosine``), where its comments would outweigh the cluster's own.
 """
 
 from __future__ import annotations
@@ -63,6 +66,11 @@ class ClusterConfig:
     # Rows whose cosine to their mean direction is at least this are one cluster, whatever their
     # number: a day of identical (or paraphrase-identical) texts has no density contrast to find.
     identical_cosine: float = 0.98
+    # A distinct text that stands for at least min_cluster_size comments (its count) is dense on its
+    # own; when it stays noise, or joins a cluster below this cosine that it outweighs, it is a cluster
+    # of its own (``_heavy_texts_apart``). Without this, 2,000 copies of one spam text were rescued
+    # into an unrelated cluster at cosine 0.38 and took over its label and surge score (stop 25).
+    heavy_text_cosine: float = 0.5
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -82,6 +90,8 @@ class ClusterConfig:
         t = self.outlier_threshold
         if t is not None and not -1.0 <= t <= 1.0:
             raise ValueError(f"outlier_threshold is a cosine similarity in [-1, 1] or None, got {t!r}")
+        if not -1.0 <= self.heavy_text_cosine <= 1.0:
+            raise ValueError(f"heavy_text_cosine must be in [-1, 1], got {self.heavy_text_cosine!r}")
         if not 0.0 < self.identical_cosine <= 1.0:
             raise ValueError(f"identical_cosine must be in (0, 1], got {self.identical_cosine!r}")
         if not 0.0 <= self.umap_min_dist <= 1.0:
@@ -125,8 +135,10 @@ def _validate(matrix) -> np.ndarray:
     return x
 
 
-def cluster_vectors(matrix, config: ClusterConfig | None = None) -> ClusteringResult:
+def cluster_vectors(matrix, config: ClusterConfig | None = None, weights=None) -> ClusteringResult:
     """Cluster rows of ``matrix`` (distinct texts) and label every row; see the module docstring.
+
+    ``weights`` are the rows' comment counts (default 1 each); see ``heavy_text_cosine``.
 
     Degenerate days are decided before any fit, the same way with every library version:
     no rows → no clusters; rows that all point the same way (cosine to their mean direction ≥
@@ -148,9 +160,18 @@ def cluster_vectors(matrix, config: ClusterConfig | None = None) -> ClusteringRe
     if _near_identical(x, cfg.identical_cosine):
         params["degenerate"] = "near-identical rows: one cluster"
         return _constant(np.where(x.any(axis=1), 0, -1).astype(np.int64), timings, params, t0)
+    w = _weights(weights, n)
     if n < max(mcs, 2):
         params["degenerate"] = f"{n} distinct rows, fewer than min_cluster_size {mcs}: all noise"
-        return _constant(np.full(n, -1, dtype=np.int64), timings, params, t0)
+        labels = np.full(n, -1, dtype=np.int64)
+        sims = np.zeros(n, dtype=np.float64)
+        labels, sims, params["heavy_text_clusters"] = _heavy_texts_apart(x, labels, sims, w, mcs, cfg)
+        if params["heavy_text_clusters"]:
+            labels = _renumber_by_size(labels)
+            result = _constant(labels, timings, params, t0)
+            result.probabilities = np.where(labels >= 0, np.clip(sims, 0.0, 1.0), 0.0)
+            return result
+        return _constant(labels, timings, params, t0)
 
     stages = build_stages(cfg, mcs)
     rng = np.random.default_rng(cfg.seed)
@@ -182,6 +203,7 @@ def cluster_vectors(matrix, config: ClusterConfig | None = None) -> ClusteringRe
     labels, sims = refiner.labels_, refiner.similarities_
     params["refine_passes"] = refiner.passes_
     labels[~x.any(axis=1)] = -1  # an all-zero vector has no direction to belong anywhere
+    labels, sims, params["heavy_text_clusters"] = _heavy_texts_apart(x, labels, sims, w, mcs, cfg)
     timings["refine"] = time.perf_counter() - t
     labels = _renumber_by_size(labels)
     probabilities = np.where(labels >= 0, np.clip(sims, 0.0, 1.0), 0.0)
@@ -195,6 +217,46 @@ def cluster_vectors(matrix, config: ClusterConfig | None = None) -> ClusteringRe
         timings=timings,
         params=params,
     )
+
+
+def _weights(weights, n: int) -> np.ndarray:
+    if weights is None:
+        return np.ones(n, dtype=np.int64)
+    w = np.asarray(weights)
+    if w.shape != (n,):
+        raise ValueError(f"weights must have one count per row ({n}), got shape {w.shape}")
+    return w
+
+
+def _heavy_texts_apart(x, labels, sims, weights, min_count: int, cfg: ClusterConfig):
+    """Give a heavy text (count >= ``min_count``) a cluster of its own, with the loosely placed rows
+    near-identical to it (``identical_cosine``), when it is noise, or when it joined a cluster below
+    ``heavy_text_cosine`` and carries at least as many comments as the rest of that cluster (it
+    would make the cluster's label, size and surge score its own). A heavy text that sits loosely in
+    a cluster it does not outweigh stays (a common short "good product" in a broad praise cluster).
+    Heaviest first, so the result does not depend on row order."""
+    labels, sims = labels.copy(), np.asarray(sims, dtype=np.float64).copy()
+    clustered = labels >= 0
+    loose = ~clustered | (sims < cfg.heavy_text_cosine)
+    loose &= x.any(axis=1)
+    totals = np.bincount(labels[clustered], weights=weights[clustered]) if clustered.any() else np.zeros(0)
+    rest = np.where(clustered, totals[np.where(clustered, labels, 0)] - weights, 0) if len(totals) else 0
+    seeds = np.flatnonzero(loose & (weights >= min_count) & (~clustered | (weights >= rest)))
+    if len(seeds) == 0:
+        return labels, sims, 0
+    made = 0
+    next_id = int(labels.max()) + 1
+    for seed in seeds[np.lexsort((seeds, -weights[seeds]))]:
+        if not loose[seed]:
+            continue  # taken by a heavier text's group
+        cos = x @ x[seed]
+        members = np.union1d(np.flatnonzero(loose & (cos >= cfg.identical_cosine)), [seed])
+        labels[members] = next_id
+        sims[members] = np.clip(cos[members], 0.0, 1.0)
+        loose[members] = False
+        next_id += 1
+        made += 1
+    return labels, sims, made
 
 
 def _near_identical(x: np.ndarray, min_cosine: float) -> bool:

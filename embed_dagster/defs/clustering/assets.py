@@ -58,9 +58,9 @@ def _clusters_day(context, wh, key, config, maps_dir, day) -> dict:
             f"{key.id}. Materialize cached_embeddings and fresh_embeddings for this partition with the "
             "same embedding settings first."
         )
-    result = cluster_vectors(matrix, config)
     hashes = texts.column("text_hash").to_pylist()
     counts = np.asarray(texts.column("comment_count").to_pylist(), dtype=np.int64)
+    result = cluster_vectors(matrix, config, weights=counts)
     summaries = summarize_clusters(texts.column("text").to_pylist(), matrix, result.labels, weights=counts)
     xy = map_coordinates(matrix, result.labels)  # stored: the topic map draws the same positions
     by_hash = pa.table(

@@ -205,3 +205,61 @@ def test_all_zero_rows_end_up_as_noise():
     x[:3] = 0.0
     res = cluster_vectors(x, ClusterConfig(min_cluster_size=10))
     assert (res.labels[:3] == -1).all() and (res.labels[3:] >= 0).all()
+
+
+def _with_stray_text(seed=0):
+    """Three planted clusters and one stray text, far from all of them (cosine ~0 in 48-d)."""
+    x, truth = sphere_blobs([60, 50, 40], seed=seed)
+    stray = normalize_rows(np.random.default_rng(seed + 100).normal(size=(1, x.shape[1])))
+    return np.vstack([x, stray]).astype(np.float32), len(x)
+
+
+def test_a_heavily_repeated_stray_text_is_a_cluster_of_its_own():
+    """Stop 25: 2,000 copies of one spam text are one row; noise rescue put it in the nearest cluster
+    at cosine 0.38, where its comments outweighed the cluster's own (label, size, surge score)."""
+    x, stray = _with_stray_text()
+    cfg = ClusterConfig(min_cluster_size=10)
+    ones = np.ones(len(x), dtype=np.int64)
+    assert cluster_vectors(x, cfg).labels[stray] >= 0  # rescued into a cluster, as before
+    heavy = ones.copy()
+    heavy[stray] = 2000
+    res = cluster_vectors(x, cfg, weights=heavy)
+    own = res.labels[stray]
+    assert own >= 0 and np.flatnonzero(res.labels == own).tolist() == [stray]
+    assert res.n_clusters == 4 and res.params["heavy_text_clusters"] == 1
+    assert res.probabilities[stray] == pytest.approx(1.0)
+    # the other rows are clustered exactly as without the heavy text
+    assert adjusted_rand_score(cluster_vectors(x, cfg).labels[:stray], res.labels[:stray]) == 1.0
+    # a count under min_cluster_size stays a rescued row
+    light = ones.copy()
+    light[stray] = 9
+    assert np.array_equal(cluster_vectors(x, cfg, weights=light).labels, cluster_vectors(x, cfg).labels)
+
+
+def test_a_heavy_text_that_does_not_outweigh_its_loose_cluster_stays_in_it():
+    """A common short text ("good product") sits loosely in a broad cluster; as long as the rest of
+    the cluster carries more comments it stays there."""
+    x, truth = sphere_blobs([60, 50, 40], spread=1.2, seed=4)
+    cfg = ClusterConfig(min_cluster_size=10)
+    plain = cluster_vectors(x, cfg)
+    loose = int(np.argmin(np.where(plain.labels >= 0, plain.probabilities, 2.0)))
+    assert plain.probabilities[loose] < cfg.heavy_text_cosine
+    cluster_comments = int((plain.labels == plain.labels[loose]).sum())
+    weights = np.ones(len(x), dtype=np.int64)
+    weights[loose] = cluster_comments - 2  # under the rest of its cluster's comments
+    assert np.array_equal(cluster_vectors(x, cfg, weights=weights).labels, plain.labels)
+    weights[loose] = cluster_comments  # now it outweighs them
+    assert cluster_vectors(x, cfg, weights=weights).params["heavy_text_clusters"] == 1
+
+
+def test_a_day_of_few_distinct_texts_keeps_its_heavy_text_as_a_cluster():
+    """Fewer distinct texts than min_cluster_size is all noise, unless one of them stands for enough
+    comments to be dense on its own (2,000 copies and three other texts: the day had no cluster)."""
+    x, _ = sphere_blobs([1, 1, 1, 1], seed=5)
+    cfg = ClusterConfig(min_cluster_size=5)
+    assert (cluster_vectors(x, cfg).labels == -1).all()
+    res = cluster_vectors(x, cfg, weights=np.array([1, 2000, 1, 1]))
+    assert res.labels.tolist() == [-1, 0, -1, -1] and res.n_clusters == 1
+    assert res.probabilities.tolist() == [0.0, pytest.approx(1.0), 0.0, 0.0]
+    with pytest.raises(ValueError, match="one count per row"):
+        cluster_vectors(x, cfg, weights=[1, 2])
