@@ -35,7 +35,7 @@ _LOGIC = {
     "cached_embeddings": 2,
     "fresh_embeddings": 2,
     "clusters": 2,
-    "topics": 2,
+    "topics": 3,
 }
 
 

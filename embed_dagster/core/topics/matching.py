@@ -229,6 +229,21 @@ def _ranked_terms(scores: dict[str, float]) -> tuple[tuple[str, float], ...]:
     return tuple(sorted(scores.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+QUOTE_OPEN, QUOTE_CLOSE = "\u201c", "\u201d"
+SAMPLE_LABEL_CHARS = 40
+
+
+def sample_label(representatives) -> str:
+    """The label of a topic with no keyword yet (emoji, numbers, a script the tokenizer has no words
+    for): its most central comment, quoted and cut, so no topic is listed with an empty label. The
+    quotes mark it as a sample, which the first real keywords replace (``choose_label``)."""
+    text = " ".join(str(next((r for r in representatives if str(r).strip()), "")).split())
+    if not text:
+        return ""
+    cut = text if len(text) <= SAMPLE_LABEL_CHARS else text[: SAMPLE_LABEL_CHARS - 1].rstrip() + "\u2026"
+    return f"{QUOTE_OPEN}{cut}{QUOTE_CLOSE}"
+
+
 def choose_label(current: str, scores: dict[str, float], n_terms: int, margin: float) -> str:
     """The label's terms, each kept until an outside term outscores it by ``margin`` (hysteresis).
 
@@ -237,7 +252,8 @@ def choose_label(current: str, scores: dict[str, float], n_terms: int, margin: f
     the label string changes only when the topic's vocabulary really moved.
     """
     ranked = [t for t, _ in _ranked_terms(scores)]
-    label = [t for t in current.split(" / ") if t][:n_terms] if current else []
+    has_terms = current and not current.startswith(QUOTE_OPEN)  # a quoted sample is not terms
+    label = [t for t in current.split(" / ") if t][:n_terms] if has_terms else []
     if not label:
         return " / ".join(ranked[:n_terms]) or current
     for t in ranked:
@@ -412,7 +428,8 @@ def process_day(
             mass=mass,
             first_seen=first,
             last_seen=day,
-            label=choose_label(label, dict(ranked_scores), p.label_terms, p.label_margin),
+            label=choose_label(label, dict(ranked_scores), p.label_terms, p.label_margin)
+            or sample_label([r for i in idx for r in ranked[i].representatives]),
             keyword_scores=ranked_scores,
             sizes=tuple((d, s) for d, s in sizes if d > window_start) + ((day, size),),
         )

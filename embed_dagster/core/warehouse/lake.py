@@ -968,7 +968,8 @@ class Warehouse:
                  (SELECT count(DISTINCT cluster_id) FROM clusters
                    WHERE partition_date = $d AND cluster_id >= 0) AS clusters,
                  (SELECT count(*) FROM clusters WHERE partition_date = $d AND cluster_id = -1) AS noise,
-                 (SELECT count(*) FROM topics WHERE partition_date = $d AND is_new) AS new_topics""",
+                 (SELECT count(DISTINCT topic_id) FROM topics WHERE partition_date = $d AND is_new)
+                   AS new_topics""",
             {"d": day},
         )
 

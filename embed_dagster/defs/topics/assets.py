@@ -174,7 +174,7 @@ def _day_metadata(wh, embedding, day, state, result, snapshot) -> dict:
             title=f"topics {day}",
             annotate_top=MAP_TOP,
             names={
-                c: (label_of.get(topic_of[c].topic_id) or "emerging")
+                c: (label_of.get(topic_of[c].topic_id) or topic_of[c].topic_id)
                 if topic_of[c].topic_id
                 else "(emerging)"
                 for c in named

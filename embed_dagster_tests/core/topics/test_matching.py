@@ -223,6 +223,26 @@ def test_label_is_stable_unless_the_topic_moved():
     assert set(state.topics[0].label.split(" / ")) == {"refund", "late", "money"}
 
 
+def test_a_topic_without_keywords_is_labelled_by_a_quoted_sample_until_words_come():
+    """Stop 25: clusters of emoji, numbers or a script without words gave new topics an empty label
+    (`topics`, `topic_registry`, the trend legend). The label is now a quoted, cut sample, and the
+    first keywords replace it."""
+    emoji = ClusterSummary(0, 300.0, 40, [], "cluster 0", ["  ", "\U0001f44d\U0001f44d  great"], unit(0))
+    numbers = ClusterSummary(1, 200.0, 40, [], "cluster 1", ["1234567890 " * 8], unit(1))
+    state, result = process_day(TopicsState(), [emoji, numbers], DAY1, P)
+    labels = {t.topic_id: t.label for t in state.topics}
+    assert labels == {
+        "T20260101-00": "\u201c\U0001f44d\U0001f44d great\u201d",
+        "T20260101-01": ("\u201c" + ("1234567890 " * 4).strip()[:39].rstrip() + "\u2026\u201d"),
+    }
+    assert all(t.label for t in result.topics)
+    # the quoted sample is not read as keyword terms; real keywords replace it
+    assert choose_label("\u201cok ok\u201d", {"refund": 2.0}, 3, 0.5) == "refund"
+    later = summary(0, state.topics[0].centroid, 100, ("refund", "late", "money"))
+    state, _ = process_day(state, [later], day(1), P)
+    assert next(t for t in state.topics if t.topic_id == "T20260101-00").label == "refund / late / money"
+
+
 def test_injected_surge_is_flagged_and_steady_topics_are_not():
     base = [unit(i) for i in range(4)]
     state = TopicsState()

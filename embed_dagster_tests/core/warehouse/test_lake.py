@@ -277,6 +277,24 @@ def test_views_for_analysts(wh):
     assert wh.sql("SELECT * FROM topic_registry").num_rows == 0
 
 
+def test_the_report_counts_new_topics_not_their_clusters(wh):
+    """The topics table has a row per cluster: one new topic of three clusters was reported as
+    three new topics by `make demo` (stop 25)."""
+    wh.replace_partition(
+        D1,
+        {
+            "topics": pa.table(
+                {
+                    "topic_id": ["T1", "T1", "T1", "T2", "T0"],
+                    "cluster_id": pa.array([0, 1, 2, 3, 4], pa.int32()),
+                    "is_new": [True, True, True, True, False],
+                }
+            )
+        },
+    )
+    assert wh.partition_figures(D1)["new_topics"] == 2
+
+
 def test_maintenance_merges_files_and_expires_snapshots(wh):
     for n in range(1, 6):
         wh.replace_partition(D1, {"deduplicated_texts": _texts(n)})
