@@ -1,11 +1,17 @@
-"""Cluster keywords by class-based TF-IDF (c-TF-IDF, as in BERTopic) for Chinese and English.
+"""Cluster keywords by class-based TF-IDF (c-TF-IDF, as in BERTopic), Chinese and other scripts.
 
 Tokenization: Chinese runs go through jieba (dictionary + HMM word segmentation), everything else is
-split into lowercase words. jieba is chosen over character n-grams because the keywords become the
-cluster's human-readable label: jieba yields words a reader recognises ("快递 / 物流 / 速度"), while
-character bigrams produce fragments that straddle word boundaries ("递很", "流速") and need a second
-pass to merge. jieba is pure Python, maintained, and loads its dictionary once per process (~1 s).
-Single CJK characters are dropped: in reviews they are mostly particles and pronouns (的, 了, 我) and
+split into lowercase words of any script: letters, digits and combining marks, starting with a
+letter (``envío``, ``Lieferung``, ``доставка``, ``배송``, ``डिलीवरी``), since the embedding model is
+multilingual and a label of fragments ("env / lleg") or none at all helps no one. Scripts written
+without spaces other than Chinese (Japanese kana, Thai) come out as runs up to punctuation; runs
+longer than ``MAX_WORD_CHARS`` are not words and are dropped.
+
+jieba is chosen over character n-grams because the keywords become the cluster's human-readable
+label: jieba yields words a reader recognises ("快递 / 物流 / 速度"), while character
+bigrams produce fragments that straddle word boundaries ("递很", "流速") and need a
+second pass to merge. jieba is pure Python, maintained, and loads its dictionary once per process
+(~1 s). Single CJK characters are dropped: in reviews they are mostly particles and pronouns (的, 了, 我) and
 the meaningful single-character words rarely beat the two-character words that carry the topic.
 Segmentation runs at roughly 100k characters/s, so ``cluster_keywords`` tokenizes at most
 ``max_texts`` texts, sampled per cluster in proportion to its size (deterministically).
@@ -25,6 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import unicodedata
 
 import numpy as np
 from scipy import sparse
@@ -32,7 +39,25 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.preprocessing import normalize
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
-_WORD = re.compile(r"[a-z][a-z0-9'’\-]*[a-z0-9]|[a-z]")
+MAX_WORD_CHARS = 24
+
+
+def _combining_marks() -> str:
+    """Character-class ranges of the Basic Multilingual Plane's combining marks (Unicode category
+    M*): Python's ``\\w`` omits them, and without them words of Indic scripts split at every vowel
+    sign."""
+    ranges, start = [], None
+    for cp in range(0x10000):
+        mark = unicodedata.category(chr(cp)).startswith("M")
+        if mark and start is None:
+            start = cp
+        elif not mark and start is not None:
+            ranges.append(f"\\u{start:04x}-\\u{cp - 1:04x}")
+            start = None
+    return "".join(ranges)
+
+
+_WORD = re.compile(rf"[^\W\d_](?:[^\W_]|[{_combining_marks()}'’\-])*")
 _SPLIT = re.compile(r"([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+)")
 
 STOPWORDS_EN = frozenset(
@@ -69,7 +94,8 @@ def _segmenter():
 
 
 def tokenize(text: str) -> list[str]:
-    """Words of a Chinese, English or mixed text, lowercased, without stopwords and punctuation."""
+    """Words of a text in any script (Chinese through jieba), lowercased, without stopwords and
+    punctuation."""
     out: list[str] = []
     for i, part in enumerate(_SPLIT.split(text)):
         if not part:
@@ -78,7 +104,10 @@ def tokenize(text: str) -> list[str]:
             words = _segmenter().lcut(part)
             out.extend(w for w in words if len(w) > 1 and w not in STOPWORDS)
         else:
-            out.extend(w for w in _WORD.findall(part.lower()) if len(w) > 1 and w not in STOPWORDS)
+            for w in _WORD.findall(part.lower()):
+                w = w.rstrip("'’-")
+                if 1 < len(w) <= MAX_WORD_CHARS and w not in STOPWORDS:
+                    out.append(w)
     return out
 
 

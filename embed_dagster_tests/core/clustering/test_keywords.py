@@ -42,6 +42,17 @@ def test_tokenize_chinese_words_and_english_lowercase_without_stopwords():
     assert tokenize("的了吗") == [] and tokenize("") == [] and tokenize("!!! 123") == []
 
 
+def test_tokenize_keeps_whole_words_of_other_scripts():
+    """Stop 25: only a-z counted as letters, so "El envío llegó" gave env / lleg and Russian or
+    Korean clusters had no keywords at all (and their topics no label)."""
+    assert tokenize("El envío llegó tarde, el niño") == ["el", "envío", "llegó", "tarde", "el", "niño"]
+    assert tokenize("Die Lieferung kam überraschend") == ["die", "lieferung", "kam", "überraschend"]
+    assert tokenize("Доставка была быстрой!") == ["доставка", "была", "быстрой"]
+    assert tokenize("배송이 너무 늦어요") == ["배송이", "너무", "늦어요"]
+    assert tokenize("डिलीवरी बहुत धीमी थी") == ["डिलीवरी", "बहुत", "धीमी", "थी"]  # vowel signs kept
+    assert tokenize("log-in user_account x" + "y" * 30) == ["log-in", "user", "account"]
+
+
 def test_keywords_for_chinese_clusters():
     texts = DELIVERY_ZH + HOTEL_ZH
     labels = np.array([0] * len(DELIVERY_ZH) + [1] * len(HOTEL_ZH))
