@@ -267,7 +267,10 @@ def build_resources(settings: Settings | None = None, *, bind_secrets: bool = Tr
     return {
         "warehouse": WarehouseResource(
             root=s.lake,
-            catalog=s.lake_catalog,
+            # a catalog connection string may hold a password (postgres:...password=..., a
+            # postgresql://user:pw@ URI): as a plain value it was stored in the job snapshot and
+            # shown in the UI's resource config (stop-25 adversarial pass)
+            catalog=secret("EMBED_DAGSTER_LAKE_CATALOG", s.lake_catalog),
             data_path=s.lake_data_path,
             catalog_password=secret("EMBED_DAGSTER_LAKE_PASSWORD", s.lake_password),
             extensions=s.duckdb_extensions,

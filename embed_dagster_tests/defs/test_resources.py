@@ -33,6 +33,20 @@ def test_resources_come_from_settings_and_bind_secrets_as_envvars(monkeypatch):
     assert "sk-not-a-real-key" not in repr(load_settings())
 
 
+def test_a_catalog_connection_string_is_bound_as_an_envvar(monkeypatch):
+    """A password inside EMBED_DAGSTER_LAKE_CATALOG was bound as a plain value: Dagster stored it in
+    the job snapshot and the UI showed it in the resource config (stop 25)."""
+    monkeypatch.setenv("EMBED_DAGSTER_LAKE_CATALOG", "postgres:postgresql://lake:Pw-SECRET@127.0.0.1/lake")
+    warehouse = build_resources(load_settings())["warehouse"]
+    config = warehouse._get_non_default_public_field_values()
+    assert isinstance(config["catalog"], dg.EnvVar)
+    assert config["catalog"].env_var_name == "EMBED_DAGSTER_LAKE_CATALOG"
+    assert "Pw-SECRET" not in repr(config)
+    assert build_resources(load_settings(), bind_secrets=False)["warehouse"].catalog.endswith("/lake")
+    monkeypatch.delenv("EMBED_DAGSTER_LAKE_CATALOG")
+    assert build_resources(load_settings())["warehouse"].catalog is None  # the embedded default
+
+
 def test_the_clustering_resource_offers_no_topic_setting_that_nothing_reads():
     """Its topic_threshold (0.8, "centroid cosine needed to continue a topic") was read by nothing:
     topics take EMBED_DAGSTER_TOPIC_MATCH (0.72). A knob that does nothing misleads (stop 24)."""
