@@ -10,7 +10,11 @@ landing fingerprint (see ``defs/landing.py``):
 * the run key is ``landing-<day>-<fingerprint>-<run that read the day last>``, so a given version
   of a day runs once, and again if the files go back to it after another version ran;
 * a day whose newest file changed less than ``EMBED_DAGSTER_LANDING_QUIET_S`` seconds ago is left
-  for a later tick (an upload still growing), and upload names (*.tmp, *.part, ...) are not read;
+  for a later tick (an upload still growing; a stamp in the future does not count), and upload
+  names (*.tmp, *.part, ...) are not read;
+* a processed day whose folder is left empty runs again (which empties it); one whose folder is
+  gone keeps its rows (``_withdrawn_days``);
+* days a backfill or another run is writing, and the days after them, wait (``_busy``);
 * the daily cutoff is the partitions' own: a day exists as a partition once it has ended in
   ``EMBED_DAGSTER_TIMEZONE``;
 * runs carry the tag ``embed_dagster/landing_sequence``, limited to one at a time in dagster.yaml,
@@ -28,9 +32,10 @@ from dagster._core.events import DagsterEventType  # noqa: PLC2701 - no public p
 from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus  # noqa: PLC2701
 
 from embed_dagster.core.ingest import fingerprint_day, scan_landing
+from embed_dagster.core.ingest.files import partition_dir
 from embed_dagster.defs.landing import LANDING_ASSET, valid_days
 from embed_dagster.defs.resources import LandingResource
-from embed_dagster.lib.partitions import daily_partitions
+from embed_dagster.lib.partitions import daily_partitions, start_date
 from embed_dagster.settings import load_settings
 
 embed_comments_job = dg.define_asset_job(
@@ -140,6 +145,45 @@ def _rechain_request(instance: dg.DagsterInstance, tags: dict[str, str]) -> dg.R
     )
 
 
+GONE = "gone"  # cursor value of a processed day whose folder disappeared (said once)
+EMPTY_VERSION = "empty"  # the data version of a day folder with nothing to read
+
+
+def _withdrawn_days(instance, root, observed: dict[str, str], landed: set[str], valid) -> tuple[list, list]:
+    """(processed days whose folder is now empty, processed days whose folder is gone, newly).
+
+    A day with rows whose files were all removed (a withdrawn upload) kept its rows: only days with
+    files were fingerprinted, so nothing ever differed (stop-25 adversarial pass). An empty day folder
+    now fingerprints as empty and re-runs the day, which empties it. A folder that is gone is not
+    taken as "empty the day": landing folders are often cleaned up after processing, and that must
+    not wipe the lake's history; it is said once instead.
+    """
+    seen = {d for d, version in observed.items() if version and version != GONE}
+    processed = set(instance.get_materialized_partitions(RAW))
+    candidates = sorted(d for d in (seen | processed) - landed if d in valid)
+    emptied = [d for d in candidates if partition_dir(root, d).is_dir()]
+    gone = [d for d in candidates if d in seen and d not in emptied]
+    return emptied, gone
+
+
+def _busy(instance: dg.DagsterInstance, days: list[str]) -> tuple[str | None, str]:
+    """(the first of ``days`` that a backfill or a run in progress may be writing, what it is)."""
+    backfills = instance.get_backfills(filters=BulkActionsFilter(statuses=[BulkActionStatus.REQUESTED]))
+    if backfills:
+        return days[0], f"backfill {backfills[0].backfill_id}"
+    first: tuple[str, str] | None = None
+    for record in instance.get_run_records(dg.RunsFilter(statuses=_IN_PROGRESS)):
+        tags = record.dagster_run.tags
+        start = tags.get("dagster/partition") or tags.get("dagster/asset_partition_range_start")
+        end = tags.get("dagster/partition") or tags.get("dagster/asset_partition_range_end")
+        if not start or not end:
+            continue
+        hit = next((d for d in days if start <= d <= end), None)
+        if hit is not None and (first is None or hit < first[0]):
+            first = (hit, f"run {record.dagster_run.run_id[:8]}")
+    return first if first is not None else (None, "")
+
+
 @dg.sensor(
     job=embed_comments_job,
     minimum_interval_seconds=60,
@@ -157,10 +201,11 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingResource
     observed: dict[str, str] = seen.get("observed", {}) if isinstance(seen, dict) else {}
     valid = valid_days()
     days, malformed = scan_landing(root)
+    first_day = start_date()
     # A day not ended yet (today, in EMBED_DAGSTER_TIMEZONE) has no partition until it ends: it is
     # taken then, so it is not a problem to warn about on every tick of the day.
-    not_ended = sorted(d for d in days if d not in valid and (not valid or d > max(valid)))
-    early = sorted(d for d in days if d not in valid and d not in not_ended)
+    early = sorted(d for d in days if d not in valid and d < first_day)
+    not_ended = sorted(d for d in days if d not in valid and d >= first_day)
     # Folders that are not date=YYYY-MM-DD with a real date (date=2025-02-30, date=2025-1-5,
     # Date=...) would otherwise be skipped without a word and their rows never processed; so would
     # days before the first partition.
@@ -173,24 +218,46 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingResource
         ]
         context.log.warning(f"landing sensor: {note}; {'; '.join(a for a in advice if a)}")
     prints = {d: fingerprint_day(root, d) for d in days if d in valid}
+    emptied, gone = _withdrawn_days(context.instance, root, observed, set(days), valid)
+    prints.update({d: fingerprint_day(root, d) for d in emptied})
+    if gone:
+        context.log.warning(
+            f"landing sensor: the folders of {len(gone)} processed day(s) are gone ({', '.join(gone[:10])}); "
+            "their rows stay in the lake. To empty a day, leave its date= folder empty (the next tick "
+            "re-runs it) or re-run it from the UI"
+        )
+        observed.update({d: GONE for d in gone})
+    ahead = sorted(d for d, fp in prints.items() if fp.in_future())
+    if ahead:
+        context.log.warning(
+            f"landing sensor: files of {', '.join(ahead[:10])} are stamped in the future (clock skew?); "
+            "taken without waiting for quiet"
+        )
     settling = sorted(d for d, fp in prints.items() if not fp.settled(quiet_s))
     # Days after one still being written wait for it (not observed either, so a later tick takes
     # them): topics continue the previous day, so a day must not run before an earlier one.
     held = sorted(d for d in prints if settling and d > settling[0] and d not in settling)
     ready = {d: fp for d, fp in prints.items() if d not in settling and d not in held}
+    changed = sorted(d for d, fp in ready.items() if observed.get(d) != fp.version)
+    done = processed_fingerprints(context.instance, changed) if changed else {}
+    todo = [d for d in changed if done.get(d, ("", ""))[0] != ready[d].version]
+    # A day that a backfill or another run is writing is left for a later tick (not observed), and so
+    # is every later day: requested now, it ran twice, and out of date order (stop-25 pass).
+    busy_from, busy_why = _busy(context.instance, todo) if todo else (None, "")
+    if busy_from is not None:
+        waiting = [d for d in changed if d >= busy_from]
+        todo = [d for d in todo if d < busy_from]
+        ready = {d: fp for d, fp in ready.items() if d not in waiting}
+        changed = [d for d in changed if d not in waiting]
     events = [
         dg.AssetObservation(
             asset_key=LANDING_ASSET,
             partition=d,
-            tags={"dagster/data_version": fp.version},
-            metadata={"files": fp.files, "bytes": fp.bytes},
+            tags={"dagster/data_version": ready[d].version or EMPTY_VERSION},
+            metadata={"files": ready[d].files, "bytes": ready[d].bytes},
         )
-        for d, fp in sorted(ready.items())
-        if observed.get(d) != fp.version
+        for d in changed
     ]
-    changed = [e.partition for e in events]
-    done = processed_fingerprints(context.instance, changed) if changed else {}
-    todo = [d for d in changed if done.get(d, ("", ""))[0] != ready[d].version]
     tags = {SEQUENCE_TAG: "landing"} | ({MALFORMED_TAG: note[:1000]} if note else {})
     requests = [
         dg.RunRequest(
@@ -217,6 +284,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingResource
             reason += f"; waiting for the earlier day {settling[0]}: {', '.join(held[:10])}"
         if not_ended:
             reason += f"; taken once the day ends: {', '.join(not_ended[:10])}"
+        if busy_from is not None:
+            reason += f"; from {busy_from} on, waiting for {busy_why}"
         if note:
             reason += f"; {note}"
         return dg.SensorResult(skip_reason=reason, asset_events=events, cursor=cursor)

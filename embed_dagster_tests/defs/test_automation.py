@@ -370,3 +370,119 @@ def test_a_stale_topic_chain_is_found_from_the_storage_ids():
     # the earliest rebuilt day decides where the rebuild starts
     latest = {"2025-01-01": 40, "2025-01-02": 30, "2025-01-03": 9, "2025-01-04": 50}
     assert stale_topic_chain(latest) == ("2025-01-02", "2025-01-04", 40)
+
+
+def _processed(instance: dg.DagsterInstance, day: str, fingerprint: str) -> None:
+    """What a raw_comments run records for a day it read (the sensor reads it back)."""
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization("raw_comments", partition=day, metadata={"landing_fingerprint": fingerprint})
+    )
+
+
+def test_a_day_whose_files_were_all_removed_is_rerun_and_a_gone_folder_is_said_once(tmp_path, instance):
+    """Stop 25: a processed day whose files were all removed (a withdrawn upload) kept its rows, since
+    only days with files were fingerprinted. An empty folder now re-runs the day; a folder that is gone
+    (cleaned up after processing) is not taken as "empty the day", and is warned about once."""
+    landing = tmp_path / "landing"
+    generate_landing(landing, D1, 2, per_day=20, seed=3)
+    first = _tick(landing, None, instance)
+    for request in first.run_requests:
+        _processed(instance, request.partition_key, request.tags[FINGERPRINT_TAG])
+    assert _days(_tick(landing, first.cursor, instance)) == []
+
+    for f in (landing / "comments" / "date=2025-01-01").iterdir():
+        f.unlink()  # withdrawn: the folder stays, empty
+    shutil.rmtree(landing / "comments" / "date=2025-01-02")  # cleaned up after processing
+    second = _tick(landing, first.cursor, instance)
+    [request] = second.run_requests
+    assert request.partition_key == "2025-01-01" and request.tags[FINGERPRINT_TAG] == ""
+    assert [e.tags["dagster/data_version"] for e in second.asset_events] == ["empty"]
+    assert json.loads(second.cursor)["observed"]["2025-01-02"] == "gone"
+    _processed(instance, "2025-01-01", "")
+    third = _tick(landing, second.cursor, instance)
+    assert _days(third) == [] and _observed(third) == []
+    # with no cursor (the sensor reset), the processed empty day is not run again either
+    assert _days(_tick(landing, None, instance)) == []
+
+
+def test_days_a_backfill_or_a_run_is_writing_are_left_for_a_later_tick(tmp_path, instance):
+    """Stop 25: with an asset backfill of the same days in progress (README: backfill history from the
+    UI, then switch the sensor on), the first tick requested every day again."""
+    import time as _time
+
+    from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+
+    from embed_dagster.definitions import defs
+
+    landing = tmp_path / "landing"
+    generate_landing(landing, D1, 3, per_day=20, seed=3)
+    graph = defs.resolve_asset_graph()
+    backfill = PartitionBackfill.from_asset_partitions(
+        backfill_id="history",
+        asset_graph=graph,
+        partition_names=["2025-01-01", "2025-01-02", "2025-01-03"],
+        asset_selection=[k for k in graph.materializable_asset_keys if graph.get(k).partitions_def],
+        backfill_timestamp=_time.time(),
+        tags={},
+        dynamic_partitions_store=instance,
+        all_partitions=False,
+        title=None,
+        description=None,
+        run_config=None,
+    )
+    instance.add_backfill(backfill)
+    waiting = _tick(landing, None, instance)
+    assert _days(waiting) == [] and _observed(waiting) == []
+    assert "from 2025-01-01 on, waiting for backfill history" in waiting.skip_reason.skip_message
+    # the backfill wrote two days, then ended; the third is the sensor's
+    from embed_dagster.core.ingest import fingerprint_day
+
+    for day in ("2025-01-01", "2025-01-02"):
+        _processed(instance, day, fingerprint_day(landing, day).version)
+    instance.update_backfill(backfill.with_status(BulkActionStatus.COMPLETED_SUCCESS))
+    assert _days(_tick(landing, waiting.cursor, instance)) == ["2025-01-03"]
+
+    # a run of one day in progress (from the UI) holds that day and the days after it
+    generate_landing(landing, date(2025, 1, 4), 2, per_day=20, seed=9)
+    instance.add_run(
+        dg.DagsterRun(
+            job_name="embed_comments_job",
+            run_id="abcdef1234",
+            status=dg.DagsterRunStatus.STARTED,
+            tags={"dagster/partition": "2025-01-05"},
+        )
+    )
+    held = _tick(landing, None, instance)
+    assert _days(held) == ["2025-01-03", "2025-01-04"] and "2025-01-05" not in _observed(held)
+
+
+def test_a_file_stamped_in_the_future_does_not_hold_its_day(tmp_path, instance, monkeypatch):
+    """Stop 25: a modification time a year ahead (clock skew, tar) held the day and every later day
+    as "still being written" for a year."""
+    landing = tmp_path / "landing"
+    generate_landing(landing, D1, 2, per_day=20, seed=3)
+    ahead = time.time() + 365 * 86400
+    for f in (landing / "comments" / "date=2025-01-01").rglob("*"):
+        os.utime(f, (ahead, ahead))
+    old = time.time() - 7200
+    for f in (landing / "comments" / "date=2025-01-02").rglob("*"):
+        os.utime(f, (old, old))
+    monkeypatch.setenv("EMBED_DAGSTER_LANDING_QUIET_S", "3600")
+    assert _days(_tick(landing, None, instance)) == ["2025-01-01", "2025-01-02"]
+
+
+def test_folders_before_the_start_are_named_when_no_partition_exists_yet(tmp_path, instance, monkeypatch):
+    """Stop 25: with EMBED_DAGSTER_START_DATE = today there is no partition yet, and a folder of last
+    week was called "taken once the day ends" instead of "before EMBED_DAGSTER_START_DATE"."""
+    from embed_dagster.defs import automation
+
+    today = date.today()
+    monkeypatch.setattr(automation, "start_date", lambda: today.isoformat())
+    monkeypatch.setattr(automation, "valid_days", lambda: set())
+    landing = tmp_path / "landing"
+    generate_landing(landing, date.fromordinal(today.toordinal() - 7), 1, per_day=20, seed=3)
+    generate_landing(landing, today, 1, per_day=20, seed=3)
+    reason = _tick(landing, None, instance).skip_reason.skip_message
+    last_week = date.fromordinal(today.toordinal() - 7).isoformat()
+    assert f"date={last_week} (before EMBED_DAGSTER_START_DATE)" in reason
+    assert f"taken once the day ends: {today.isoformat()};" in reason

@@ -188,6 +188,9 @@ def scan_landing(landing_root: Path | str) -> tuple[list[str], list[str]]:
     return days, malformed
 
 
+FUTURE_TOLERANCE_S = 300.0  # clocks of the uploader and of this machine may differ by this much
+
+
 @dataclass(frozen=True)
 class DayFingerprint:
     """What decides whether a day must be re-read: its data version.
@@ -205,8 +208,18 @@ class DayFingerprint:
     newest_mtime: float  # seconds since the epoch; 0.0 when empty
 
     def settled(self, quiet_s: float, now: float | None = None) -> bool:
-        """True when no file changed for ``quiet_s`` seconds: a file still growing is not taken."""
-        return ((now if now is not None else time.time()) - self.newest_mtime) >= quiet_s
+        """True when no file changed for ``quiet_s`` seconds: a file still growing is not taken.
+
+        A modification time in the future (clock skew, ``tar``, ``rsync -t``) says nothing about an
+        upload in progress; waiting for it to pass held the day, and every later day, for as long as
+        the stamp was ahead (a year, in the stop-25 adversarial pass). Such a day counts as settled
+        (``in_future`` lets the caller say so)."""
+        now = now if now is not None else time.time()
+        return self.in_future(now) or (now - self.newest_mtime) >= quiet_s
+
+    def in_future(self, now: float | None = None) -> bool:
+        """The newest file is stamped more than ``FUTURE_TOLERANCE_S`` ahead of this clock."""
+        return self.newest_mtime > (now if now is not None else time.time()) + FUTURE_TOLERANCE_S
 
 
 def fingerprint_day(landing_root: Path | str, day: dt.date | str) -> DayFingerprint:
