@@ -28,7 +28,7 @@ from embed_dagster.defs.resources import ClusteringResource, EmbeddingResource
 from embed_dagster.defs.topics.params import topic_params
 from embed_dagster.settings import Settings, load_settings
 
-INGEST_VERSION = 1
+INGEST_VERSION = 2
 _LOGIC = {
     "raw_comments": 1,
     "deduplicated_texts": 1,

@@ -21,7 +21,15 @@ _ISO_FOR_DUCKDB = r"""regexp_replace(regexp_replace(regexp_replace(trim(created_
         '\s+([Zz]|[+-]\d)', '\1'), '([T ]\d{2}:\d{2})([Zz]|[+-]\d)', '\1:00\2'), 'z$', 'Z')"""
 CREATED_AT_MIN = "1970-01-01 00:00:00+00"
 CREATED_AT_MAX = "2100-01-01 00:00:00+00"
-_BLANK_TEXT_RE = r"[\s\p{Z}\p{Cc}\p{Cf}]*"
+# Blank: whitespace, separators, controls, format characters, and the letters and marks that render
+# as nothing (Hangul fillers U+115F/U+1160/U+3164/U+FFA0, the combining grapheme joiner U+034F,
+# Khmer inherent vowels, Mongolian and Unicode variation selectors, tag characters, the blank
+# Braille pattern U+2800): comments made of them look empty and were embedded and clustered into
+# a real topic (42 of one topic's 52 comments in the stop-25 adversarial pass).
+_BLANK_TEXT_RE = (
+    r"[\s\p{Z}\p{Cc}\p{Cf}\x{034F}\x{115F}\x{1160}\x{17B4}\x{17B5}\x{180B}-\x{180F}"
+    r"\x{2800}\x{3164}\x{FE00}-\x{FE0F}\x{FFA0}\x{E0000}-\x{E0FFF}]*"
+)
 
 # Names the fields a row did have, so "text is missing" on {"Body": ...} explains itself.
 _PRESENT = "coalesce(' (fields present: ' || nullif(left(fields, 200), '') || ')', '')"
