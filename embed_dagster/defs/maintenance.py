@@ -56,7 +56,8 @@ def lake_maintenance(
     )
     context.log.info(
         f"lake maintenance: {stats['files_before']} → {stats['files_after']} files, "
-        f"{stats['snapshots_expired']} snapshots expired, {stats['files_deleted']} files deleted"
+        f"{stats['snapshots_expired']} snapshots expired, {stats['files_deleted']} files deleted, "
+        f"{stats['orphaned_files_deleted']} orphaned files (left by killed writes) deleted"
     )
     return dg.MaterializeResult(
         metadata={
