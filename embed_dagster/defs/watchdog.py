@@ -9,10 +9,13 @@ legitimate run (hours), which stalls every backfill for that long. A sensor runs
 which is where the default launcher starts run workers (also in deploy/'s profile), so it can see
 those processes:
 
-* every STARTED run's worker pid comes from its "Started process for run (pid: N)" engine event;
-  if that process is gone (or a zombie, or a newer process reusing the pid) the run is marked
-  failed, its orphaned step processes are killed (they would go on writing the warehouse), and its
-  pool slots are freed at once;
+* every STARTED run's worker pid comes from its "Started process for run (pid: N)" engine event,
+  or, for a run started in a terminal (``dagster asset materialize``, ``make demo``), from the tag
+  its first step wrote (``lib/run_worker.py``: boot id, PID namespace, pid, start time); if that
+  process is gone (or a zombie, or a newer process reusing the pid) the run is marked failed, its
+  orphaned step processes are killed (they would go on writing the warehouse), and its pool slots
+  are freed at once. Each run's first step also does this pass itself (``reap_dead_runs``), so a
+  run started in a terminal with no daemon up is not blocked by a dead one;
 * Dagster logs "Step blocked by limit for pool" at DEBUG only; for each run waiting on a pool the
   watchdog writes one INFO engine event into that run's log naming the run and step holding the
   slot (again when the holder changes).
@@ -32,6 +35,8 @@ from pathlib import Path
 
 import dagster as dg
 from dagster._core.events import DagsterEventType  # noqa: PLC2701 - the event type enum has no public path
+
+from embed_dagster.lib.run_worker import RUN_WORKER_TAG, tagged_worker_alive
 
 WATCHDOG_INTERVAL_S = 15
 _STARTED = "Started process for run (pid: "
@@ -118,7 +123,13 @@ def fail_if_dead(instance: dg.DagsterInstance, listed: dg.DagsterRun, log) -> bo
     STARTED once its worker is gone has lost its worker for good.
     """
     pid, when, step_pids = _worker(instance, listed.run_id)
-    if pid is None or process_alive(pid, when):
+    if pid is None:
+        # not launched from a code server: judged by the process its first step tagged it with
+        # (lib/run_worker.py), on this machine and in this PID namespace only
+        if tagged_worker_alive(listed) is not False:
+            return False
+        pid = int(listed.tags[RUN_WORKER_TAG].split("|")[2])
+    elif process_alive(pid, when):
         return False
     run = instance.get_run_by_id(listed.run_id)
     if run is None or run.status != dg.DagsterRunStatus.STARTED:
@@ -215,3 +226,19 @@ def dead_run_watchdog(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     what = f"failed {len(failed)} dead run(s): {', '.join(failed)}" if failed else "no dead runs"
     what += f"; killed {orphans} orphaned step process(es)" if orphans else ""
     return dg.SkipReason(f"{what}; {len(told)} blocked step(s) told ({time.monotonic() - started:.2f} s)")
+
+
+_reaped: set[str] = set()
+
+
+def reap_dead_runs(context) -> None:
+    """The watchdog's pass, once per run, from the run's first step: a run started in a terminal
+    without `dagster dev` up has no sensor to free the pool slot a killed run holds, and its
+    embedding step would wait for it forever."""
+    if context.run_id in _reaped:
+        return
+    _reaped.add(context.run_id)
+    try:
+        fail_dead_runs(context.instance, context.log)
+    except Exception as exc:  # noqa: BLE001 - a housekeeping pass must not fail the step
+        context.log.warning(f"dead-run check skipped: {type(exc).__name__}: {exc}")

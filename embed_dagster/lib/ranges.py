@@ -19,12 +19,22 @@ import dagster as dg
 from embed_dagster.lib.partitions import partition_dates
 
 
+def _first_step_of_the_run(context) -> None:
+    """Say which process runs this run, and fail runs whose process died (see lib/run_worker.py)."""
+    from embed_dagster.defs.watchdog import reap_dead_runs  # the shell's pass; imported late
+    from embed_dagster.lib.run_worker import tag_run_worker
+
+    tag_run_worker(context)
+    reap_dead_runs(context)
+
+
 def materialize_days(
     context: dg.AssetExecutionContext, one_day: Callable[[date], dict]
 ) -> dg.MaterializeResult:
     """Run ``one_day`` for each day of the run, oldest first; it writes the day and returns its
     metadata. A failing day fails the step: earlier days stay written (each committed on its own)
     and a retry rewrites them with the same rows."""
+    _first_step_of_the_run(context)
     days = partition_dates(context)
     if len(days) == 1:
         return dg.MaterializeResult(metadata=one_day(days[0]))

@@ -93,3 +93,68 @@ def test_a_run_not_started_by_this_code_server_is_left_alone():
         instance.report_dagster_event(event, run_id=run.run_id)
         assert fail_dead_runs(instance, LOG) == []
         assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
+
+
+def test_a_terminal_run_whose_process_died_is_failed_by_its_run_worker_tag():
+    """Stop 25: a SIGKILLed `dagster asset materialize` run has no "Started process" event, so it
+    stayed STARTED with its embedding_server slot, and every later run's embedding step waited for
+    good. Its first step tags it with its process (boot id, PID namespace, pid, start time); the
+    watchdog judges that process while it lives, after it dies, and never one of another machine."""
+    from embed_dagster.lib.run_worker import RUN_WORKER_TAG
+
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from embed_dagster.lib.run_worker import this_process; "
+            "print(this_process(), flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        value = child.stdout.readline().strip()
+        assert value.count("|") == 3 and value.split("|")[2] == str(child.pid)
+        with dg.instance_for_test() as instance:
+            run = instance.create_run_for_job(job_def=_job, tags={RUN_WORKER_TAG: value})
+            _report(instance, run, DagsterEventType.RUN_START)
+            other = instance.create_run_for_job(
+                job_def=_job, tags={RUN_WORKER_TAG: "another-boot|pid:[1]|" + value.split("|", 2)[2]}
+            )
+            _report(instance, other, DagsterEventType.RUN_START)
+            assert fail_dead_runs(instance, LOG) == []  # alive
+            child.kill()
+            child.wait()
+            assert fail_dead_runs(instance, LOG) == [run.run_id]
+            assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+            assert instance.get_run_by_id(other.run_id).status == dg.DagsterRunStatus.STARTED
+            # a recycled pid (same pid, another start time) is not the run's process either
+            boot, ns, pid, start = value.split("|")
+            alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+            try:
+                from embed_dagster.lib.run_worker import _start_ticks
+
+                recycled = f"{boot}|{ns}|{alive.pid}|{int(_start_ticks(alive.pid)) - 1}"
+                third = instance.create_run_for_job(job_def=_job, tags={RUN_WORKER_TAG: recycled})
+                _report(instance, third, DagsterEventType.RUN_START)
+                assert fail_dead_runs(instance, LOG) == [third.run_id]
+            finally:
+                alive.kill()
+                alive.wait()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def test_each_run_tags_its_own_process_and_reaps_dead_runs_in_its_first_step(tmp_path):
+    """The tag is written by the run's first step, in the run's own process."""
+    from embed_dagster.lib.run_worker import RUN_WORKER_TAG, this_process
+    from embed_dagster_tests.support.pipeline import materialize, pipeline_resources
+
+    resources = pipeline_resources(tmp_path / "lake", tmp_path / "landing")
+    with dg.instance_for_test() as instance:
+        result = materialize(resources, "2025-01-01", instance=instance, selection=["raw_comments"])
+        assert result.success
+        tag = instance.get_run_by_id(result.run_id).tags[RUN_WORKER_TAG]
+        assert tag == this_process()
