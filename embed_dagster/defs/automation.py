@@ -60,8 +60,13 @@ FINGERPRINT_TAG = "embed_dagster/landing_fingerprint"
 RAW = dg.AssetKey("raw_comments")
 
 
-def processed_fingerprints(instance: dg.DagsterInstance, days: list[str]) -> dict[str, tuple[str, str]]:
-    """Day → (the landing fingerprint its latest ``raw_comments`` materialization read, that run's id)."""
+def processed_fingerprints(
+    instance: dg.DagsterInstance, days: list[str]
+) -> dict[str, tuple[str | None, str]]:
+    """Day → (the landing fingerprint its latest ``raw_comments`` materialization read, that run's id).
+
+    The fingerprint is None when that materialization recorded none: a run of a version before the
+    fingerprint existed, or history brought in by ``make migrate``."""
     out: dict[str, tuple[str, str]] = {}
     for start in range(0, len(days), 200):
         chunk = days[start : start + 200]
@@ -75,7 +80,7 @@ def processed_fingerprints(instance: dg.DagsterInstance, days: list[str]) -> dic
                 if event is None or event.partition in out:
                     continue
                 value = event.metadata.get("landing_fingerprint")
-                out[event.partition] = (value.value if value is not None else "", record.run_id)
+                out[event.partition] = (value.value if value is not None else None, record.run_id)
             if not page.has_more or len(out) == len(chunk):
                 break
             cursor = page.cursor
@@ -240,7 +245,17 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingResource
     ready = {d: fp for d, fp in prints.items() if d not in settling and d not in held}
     changed = sorted(d for d, fp in ready.items() if observed.get(d) != fp.version)
     done = processed_fingerprints(context.instance, changed) if changed else {}
-    todo = [d for d in changed if done.get(d, ("", ""))[0] != ready[d].version]
+    # A day processed before runs recorded their fingerprint is taken over as it is now, not re-run:
+    # an upgraded deployment (or a migrated history) re-ran every day when the sensor was first
+    # switched on (stop-25 adversarial pass). A file changed after that takeover runs as usual.
+    adopted = [d for d in changed if d in done and done[d][0] is None and d not in observed]
+    if adopted:
+        context.log.info(
+            f"landing sensor: {len(adopted)} day(s) processed before fingerprints were recorded are taken "
+            f"as they are now, not re-run ({', '.join(adopted[:10])}); re-run one from the UI if its files "
+            "changed since"
+        )
+    todo = [d for d in changed if d not in adopted and done.get(d, ("", ""))[0] != ready[d].version]
     # A day that a backfill or another run is writing is left for a later tick (not observed), and so
     # is every later day: requested now, it ran twice, and out of date order (stop-25 pass).
     busy_from, busy_why = _busy(context.instance, todo) if todo else (None, "")

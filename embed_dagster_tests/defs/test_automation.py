@@ -486,3 +486,18 @@ def test_folders_before_the_start_are_named_when_no_partition_exists_yet(tmp_pat
     last_week = date.fromordinal(today.toordinal() - 7).isoformat()
     assert f"date={last_week} (before EMBED_DAGSTER_START_DATE)" in reason
     assert f"taken once the day ends: {today.isoformat()};" in reason
+
+
+def test_days_processed_before_fingerprints_existed_are_taken_over_not_rerun(tmp_path, instance):
+    """Stop 25: materializations without landing_fingerprint (a deployment from before it, or history
+    from `make migrate`) made the first tick re-run every day. They are taken over as they are now;
+    a later change runs as usual."""
+    landing = tmp_path / "landing"
+    generate_landing(landing, D1, 2, per_day=20, seed=3)
+    for day in ("2025-01-01", "2025-01-02"):
+        instance.report_runless_asset_event(dg.AssetMaterialization("raw_comments", partition=day))
+    first = _tick(landing, None, instance)
+    assert _days(first) == [] and _observed(first) == ["2025-01-01", "2025-01-02"]
+    assert _days(_tick(landing, first.cursor, instance)) == []
+    generate_landing(landing, D2, 1, per_day=25, seed=4)  # a late change to a taken-over day
+    assert _days(_tick(landing, first.cursor, instance)) == ["2025-01-02"]
