@@ -158,3 +158,18 @@ def test_each_run_tags_its_own_process_and_reaps_dead_runs_in_its_first_step(tmp
         assert result.success
         tag = instance.get_run_by_id(result.run_id).tags[RUN_WORKER_TAG]
         assert tag == this_process()
+
+
+def test_the_in_run_pass_judges_only_runs_tagged_on_this_machine(started_run_without_worker):
+    """Stop-25 review: each run's first step did the whole watchdog pass, so a run on another host
+    (or in a container) failed live runs whose "Started process" pid belongs to the code server's
+    process table, not its own. The in-run pass judges runs by their run-worker tag only, and the
+    sensor leaves a run whose tag names another machine or namespace."""
+    from embed_dagster.lib.run_worker import RUN_WORKER_TAG
+
+    instance, listed, _ = started_run_without_worker
+    assert fail_dead_runs(instance, LOG, tagged_only=True) == []
+    assert instance.get_run_by_id(listed.run_id).status == dg.DagsterRunStatus.STARTED
+    instance.add_run_tags(listed.run_id, {RUN_WORKER_TAG: "another-boot|pid:[1]|1|1"})
+    assert fail_dead_runs(instance, LOG) == []  # the sensor: its event pid means nothing for it
+    assert instance.get_run_by_id(listed.run_id).status == dg.DagsterRunStatus.STARTED
