@@ -24,7 +24,7 @@ from dataclasses import replace
 
 import duckdb
 
-from embed_dagster.core.warehouse.lake import LakeConfig, Warehouse, WarehouseError, scrub
+from embed_dagster.core.warehouse.lake import LAKE, LakeConfig, Warehouse, WarehouseError, scrub
 
 
 def _config(args: argparse.Namespace) -> LakeConfig:
@@ -55,27 +55,51 @@ _ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN"}
 _EXPLAIN = re.compile(r"(?is)^\s*EXPLAIN(\s+ANALYZE)?\s+")
 
 # Functions a query may not call, matched on the parsed statement (so quoting or case does not hide
-# them): DuckLake's file-maintenance calls act on the data folder even through a read-only attach
-# (ducklake_delete_orphaned_files deleted a Parquet file a running job had written but not yet
-# committed: stop-24 pass), lake_maintenance runs them safely; query()/query_table() run SQL built at
-# run time, which no check can read beforehand; the sqlite/postgres/mysql extensions' functions reach
-# the catalog database itself (sqlite_query, postgres_execute).
+# them). DuckLake's own functions are allowed only where they read (the snapshot list, table
+# info and changes): its file-maintenance calls act on the data folder even through a read-only
+# attach (ducklake_delete_orphaned_files deleted a Parquet file a running job had written but not
+# yet committed: stop-24 pass; lake.merge_adjacent_files() wrote merged copies, and checkpoint('lake')
+# deleted files: stop-25 review); lake_maintenance runs them safely. query()/query_table() run SQL
+# built at run time, which no check can read beforehand; the sqlite/postgres/mysql extensions'
+# functions reach the catalog database itself (sqlite_query, postgres_execute).
+_LAKE_READS = frozenset(
+    {
+        "snapshots",
+        "current_snapshot",
+        "last_committed_snapshot",
+        "table_info",
+        "table_changes",
+        "table_insertions",
+        "table_deletions",
+        "list_files",
+        "options",
+        "settings",
+    }
+)
 _REFUSED_FUNCTIONS = re.compile(
-    r"(?i)^(query|query_table|(sqlite|postgres|mysql)_\w+|"
-    r"ducklake_(delete|expire|cleanup|merge|rewrite|flush|set_option|add_data_files)\w*)$"
+    r"(?i)^(query|query_table|checkpoint|force_checkpoint|(sqlite|postgres|mysql)_\w+)$"
 )
 
 
-def _function_names(node: object, found: set[str]) -> set[str]:
+def _refused(call: dict) -> bool:
+    name = str(call.get("function_name", "")).lower()
+    if _REFUSED_FUNCTIONS.match(name):
+        return True
+    if name.startswith("ducklake_"):
+        return name.removeprefix("ducklake_") not in _LAKE_READS
+    qualified = {str(call.get("catalog") or "").lower(), str(call.get("schema") or "").lower()}
+    return LAKE in qualified and name not in _LAKE_READS
+
+
+def _function_calls(node: object, found: list[dict]) -> list[dict]:
     if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "function_name" and isinstance(value, str):
-                found.add(value)
-            else:
-                _function_names(value, found)
+        if isinstance(node.get("function_name"), str):
+            found.append(node)
+        for value in node.values():
+            _function_calls(value, found)
     elif isinstance(node, list):
         for value in node:
-            _function_names(value, found)
+            _function_calls(value, found)
     return found
 
 
@@ -94,7 +118,7 @@ def _check_statements(cur: duckdb.DuckDBPyConnection, text: str) -> None:
         tree = json.loads(cur.execute("SELECT json_serialize_sql(?)", [query]).fetchone()[0])
         if tree.get("error"):
             raise ValueError(f"the query could not be checked: {tree.get('error_message')}")
-        refused = sorted(n for n in _function_names(tree, set()) if _REFUSED_FUNCTIONS.match(n))
+        refused = sorted({c["function_name"] for c in _function_calls(tree, []) if _refused(c)})
         if refused:
             raise ValueError(
                 f"{', '.join(refused)} cannot be called from an analyst session: DuckLake maintenance "

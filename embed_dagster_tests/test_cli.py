@@ -129,6 +129,12 @@ def test_sql_cannot_change_the_lake_through_its_own_folder_or_catalog(lake, caps
         "SELECT * FROM clusters WHERE comment_id IN (SELECT * FROM query_table('clusters'))",
         f"SELECT * FROM sqlite_query('{catalog}', 'DELETE FROM ducklake_data_file')",
         "EXPLAIN ANALYZE SELECT * FROM query('SELECT 1')",
+        # DuckLake maintenance by its catalog-scoped name, or through a checkpoint (stop-25 review)
+        "SELECT * FROM lake.merge_adjacent_files()",
+        "SELECT * FROM lake.main.expire_snapshots()",
+        "SELECT * FROM checkpoint('lake')",
+        "SELECT * FROM FORCE_CHECKPOINT('lake')",
+        "SELECT * FROM ducklake_rewrite_data_files('lake')",
         "PREPARE p AS SELECT 1",
     ]
     for sql in attempts:
@@ -137,9 +143,21 @@ def test_sql_cannot_change_the_lake_through_its_own_folder_or_catalog(lake, caps
     assert parquet.read_bytes() == before
     assert main(["--lake", str(lake), "sql", "SELECT count(*) AS n FROM clusters"]) == 0
     assert capsys.readouterr().out.splitlines() == ["n", "2"]
-    for query in ("EXPLAIN SELECT * FROM clusters", "DESCRIBE clusters", "SHOW TABLES", "SUMMARIZE clusters"):
+    files_before = sorted((lake / "files").rglob("*"))
+    reads = (
+        "EXPLAIN SELECT * FROM clusters",
+        "DESCRIBE clusters",
+        "SHOW TABLES",
+        "SUMMARIZE clusters",
+        "SELECT * FROM lake.snapshots()",
+        "SELECT * FROM ducklake_snapshots('lake')",
+        "SELECT * FROM lake.table_info()",
+        "SELECT count(*) FROM clusters AT (VERSION => 1)",
+    )
+    for query in reads:
         assert main(["--lake", str(lake), "sql", query]) == 0, query
         capsys.readouterr()
+    assert sorted((lake / "files").rglob("*")) == files_before  # nothing written or deleted
 
 
 def test_sql_on_a_missing_lake_says_so(tmp_path, capsys):
