@@ -32,7 +32,7 @@ from dagster._core.events import DagsterEventType  # noqa: PLC2701 - no public p
 from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus  # noqa: PLC2701
 
 from embed_dagster.core.ingest import fingerprint_day, scan_landing
-from embed_dagster.core.ingest.files import partition_dir
+from embed_dagster.core.ingest.files import folder_is_empty_and_quiet, partition_dir
 from embed_dagster.defs.landing import LANDING_ASSET, valid_days
 from embed_dagster.defs.resources import LandingResource
 from embed_dagster.lib.partitions import daily_partitions, start_date
@@ -154,7 +154,9 @@ GONE = "gone"  # cursor value of a processed day whose folder disappeared (said 
 EMPTY_VERSION = "empty"  # the data version of a day folder with nothing to read
 
 
-def _withdrawn_days(instance, root, observed: dict[str, str], landed: set[str], valid) -> tuple[list, list]:
+def _withdrawn_days(
+    instance, root, observed: dict[str, str], landed: set[str], valid, quiet_s: float
+) -> tuple[list, list]:
     """(processed days whose folder is now empty, processed days whose folder is gone, newly).
 
     A day with rows whose files were all removed (a withdrawn upload) kept its rows: only days with
@@ -166,8 +168,12 @@ def _withdrawn_days(instance, root, observed: dict[str, str], landed: set[str], 
     seen = {d for d, version in observed.items() if version and version != GONE}
     processed = set(instance.get_materialized_partitions(RAW))
     candidates = sorted(d for d in (seen | processed) - landed if d in valid)
-    emptied = [d for d in candidates if partition_dir(root, d).is_dir()]
-    gone = [d for d in candidates if d in seen and d not in emptied]
+    folders = {d: partition_dir(root, d) for d in candidates}
+    # Emptied means nothing in the folder at all, quiet for quiet_s: a processed day being uploaded
+    # again (old files removed, the new one still a .part) was run at once as withdrawn, emptied in
+    # every table, then run again (stop-25 review).
+    emptied = [d for d in candidates if folder_is_empty_and_quiet(folders[d], quiet_s)]
+    gone = [d for d in candidates if d in seen and not folders[d].is_dir()]
     return emptied, gone
 
 
@@ -223,7 +229,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingResource
         ]
         context.log.warning(f"landing sensor: {note}; {'; '.join(a for a in advice if a)}")
     prints = {d: fingerprint_day(root, d) for d in days if d in valid}
-    emptied, gone = _withdrawn_days(context.instance, root, observed, set(days), valid)
+    emptied, gone = _withdrawn_days(context.instance, root, observed, set(days), valid, quiet_s)
     prints.update({d: fingerprint_day(root, d) for d in emptied})
     if gone:
         context.log.warning(
@@ -236,7 +242,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingResource
     if ahead:
         context.log.warning(
             f"landing sensor: files of {', '.join(ahead[:10])} are stamped in the future (clock skew?); "
-            "taken without waiting for quiet"
+            "the quiet period is judged on the day's other files"
         )
     settling = sorted(d for d, fp in prints.items() if not fp.settled(quiet_s))
     # Days after one still being written wait for it (not observed either, so a later tick takes

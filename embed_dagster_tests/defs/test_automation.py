@@ -379,7 +379,9 @@ def _processed(instance: dg.DagsterInstance, day: str, fingerprint: str) -> None
     )
 
 
-def test_a_day_whose_files_were_all_removed_is_rerun_and_a_gone_folder_is_said_once(tmp_path, instance):
+def test_a_day_whose_files_were_all_removed_is_rerun_and_a_gone_folder_is_said_once(
+    tmp_path, instance, monkeypatch
+):
     """Stop 25: a processed day whose files were all removed (a withdrawn upload) kept its rows, since
     only days with files were fingerprinted. An empty folder now re-runs the day; a folder that is gone
     (cleaned up after processing) is not taken as "empty the day", and is warned about once."""
@@ -390,9 +392,17 @@ def test_a_day_whose_files_were_all_removed_is_rerun_and_a_gone_folder_is_said_o
         _processed(instance, request.partition_key, request.tags[FINGERPRINT_TAG])
     assert _days(_tick(landing, first.cursor, instance)) == []
 
-    for f in (landing / "comments" / "date=2025-01-01").iterdir():
+    folder = landing / "comments" / "date=2025-01-01"
+    for f in folder.iterdir():
         f.unlink()  # withdrawn: the folder stays, empty
     shutil.rmtree(landing / "comments" / "date=2025-01-02")  # cleaned up after processing
+    # a day being uploaded again (old files removed, the new one not complete) is not withdrawn
+    (folder / "comments.jsonl.part").write_text("{}\n")
+    assert _days(_tick(landing, first.cursor, instance)) == []
+    (folder / "comments.jsonl.part").unlink()
+    monkeypatch.setenv("EMBED_DAGSTER_LANDING_QUIET_S", "3600")  # nor is a folder emptied just now
+    assert _days(_tick(landing, first.cursor, instance)) == []
+    monkeypatch.setenv("EMBED_DAGSTER_LANDING_QUIET_S", "0")
     second = _tick(landing, first.cursor, instance)
     [request] = second.run_requests
     assert request.partition_key == "2025-01-01" and request.tags[FINGERPRINT_TAG] == ""
@@ -469,6 +479,10 @@ def test_a_file_stamped_in_the_future_does_not_hold_its_day(tmp_path, instance, 
         os.utime(f, (old, old))
     monkeypatch.setenv("EMBED_DAGSTER_LANDING_QUIET_S", "3600")
     assert _days(_tick(landing, None, instance)) == ["2025-01-01", "2025-01-02"]
+    # a file of that day written just now still holds it: the stamp ahead does not hide it
+    (landing / "comments" / "date=2025-01-01" / "second.jsonl").write_text('{"comment_id": "x", ')
+    waiting = _tick(landing, None, instance)
+    assert _days(waiting) == [] and "still being written" in waiting.skip_reason.skip_message
 
 
 def test_folders_before_the_start_are_named_when_no_partition_exists_yet(tmp_path, instance, monkeypatch):

@@ -205,29 +205,30 @@ class DayFingerprint:
     version: str  # 32 hex characters; "" for a day with nothing landed
     files: int
     bytes: int
-    newest_mtime: float  # seconds since the epoch; 0.0 when empty
+    newest_mtime: float  # seconds since the epoch, of files not stamped in the future; 0.0 when none
+    future_files: int = 0  # files stamped more than FUTURE_TOLERANCE_S ahead when fingerprinted
 
     def settled(self, quiet_s: float, now: float | None = None) -> bool:
         """True when no file changed for ``quiet_s`` seconds: a file still growing is not taken.
 
-        A modification time in the future (clock skew, ``tar``, ``rsync -t``) says nothing about an
-        upload in progress; waiting for it to pass held the day, and every later day, for as long as
-        the stamp was ahead (a year, in the stop-25 adversarial pass). Such a day counts as settled
-        (``in_future`` lets the caller say so)."""
-        now = now if now is not None else time.time()
-        return self.in_future(now) or (now - self.newest_mtime) >= quiet_s
+        Files stamped in the future (clock skew, ``tar``, ``rsync -t``) say nothing about an upload
+        in progress and are left out of ``newest_mtime``: waiting for their stamp to pass held the
+        day, and every later day, for as long as it was ahead (a year, in the stop-25 adversarial
+        pass), while letting them decide alone took a day whose other file was still being written
+        (stop-25 review)."""
+        return ((now if now is not None else time.time()) - self.newest_mtime) >= quiet_s
 
-    def in_future(self, now: float | None = None) -> bool:
-        """The newest file is stamped more than ``FUTURE_TOLERANCE_S`` ahead of this clock."""
-        return self.newest_mtime > (now if now is not None else time.time()) + FUTURE_TOLERANCE_S
+    def in_future(self) -> bool:
+        return self.future_files > 0
 
 
 def fingerprint_day(landing_root: Path | str, day: dt.date | str) -> DayFingerprint:
     """The day's :class:`DayFingerprint`, over exactly the entries the reader would read or refuse."""
     listing = list_day(landing_root, partition_dir(landing_root, day))
     digest = hashlib.blake2b(digest_size=16)
-    files = size = 0
+    files = size = future = 0
     newest = 0.0
+    ahead = time.time() + FUTURE_TOLERANCE_S
     for entry in listing.entries:
         if entry.real is None:
             digest.update(f"{entry.rel}\0refused\0{entry.refused}\n".encode())
@@ -239,10 +240,26 @@ def fingerprint_day(landing_root: Path | str, day: dt.date | str) -> DayFingerpr
             continue
         files += 1
         size += st.st_size
-        newest = max(newest, st.st_mtime)
+        if st.st_mtime > ahead:
+            future += 1
+        else:
+            newest = max(newest, st.st_mtime)
         digest.update(f"{entry.rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     version = digest.hexdigest() if listing.entries else ""
-    return DayFingerprint(version, files, size, newest)
+    return DayFingerprint(version, files, size, newest, future)
+
+
+def folder_is_empty_and_quiet(folder: Path, quiet_s: float, now: float | None = None) -> bool:
+    """A day folder with nothing in it at all (no upload in progress, no hidden file either) whose
+    own modification time, which changes when an entry is added or removed, is ``quiet_s`` old."""
+    try:
+        with os.scandir(folder) as entries:
+            if next(entries, None) is not None:
+                return False
+        changed = os.stat(folder).st_mtime
+    except OSError:
+        return False
+    return ((now if now is not None else time.time()) - changed) >= quiet_s
 
 
 def check_alias_folder(folder: Path) -> None:
