@@ -77,7 +77,34 @@ STOPWORDS_ZH = frozenset(
     感觉 觉得 非常 比较 真的 还有 已经 自己 这里 那里 时候 现在 之后 以后 然后 东西 问题 不过
     不会 不能 的话 之前 以前 地方 一直 知道 出来 起来 看到 这次 这是 就是 特别 还是 其实""".split()
 )
-STOPWORDS = STOPWORDS_EN | STOPWORDS_ZH
+# Function words of the other languages the model reads most, so their labels name content, not
+# articles: with English stopwords only, a Spanish cluster was labelled "el / la / llegó" and a
+# German one "das / die / lieferung" (stop-25 review). c-TF-IDF cannot push them down when a
+# language has one or two clusters on a day. Short lists of the most frequent words, no stemming;
+# words that are also English content words (con, war, sin, son) are left out.
+STOPWORDS_OTHER = frozenset(
+    """
+    el la los las un una unos unas de del al y o u e que en por para se su sus es fue
+    ser está están estaba muy más pero como lo le les me mi mis te tu tus ya no sí yo nos este esta
+    estos estas ese esa eso hay ha han he todo todos también porque cuando donde
+    der die das den dem des ein eine einen einem einer eines und oder aber nicht ist sind
+    waren hat haben habe mit von zu zum zur im in am an auf aus bei für ich du er sie es wir ihr
+    mein meine sehr auch noch nur schon wie was wenn dass als so doch
+    le la les un une des du de et ou mais ne pas est sont était été avec pour par sur dans au aux
+    ce cet cette ces il elle ils elles je tu nous vous on qui que quoi très plus moins ai as avons
+    avez ont mon ma mes ton ta tes sa ses leur leurs y en
+    o os um uma uns umas do da dos das no na nos nas em por para com sem que não é são foi ser
+    está estão muito mais mas como eu ele ela eles elas isso este esta esse essa
+    il lo gli della delle dei degli nel nella per che non è sono era molto più ma come io
+    mi ti si ci vi questo questa quello quella anche
+    и в во не на я он она оно они мы вы ты что это как с со а но же по к ко у из за от до для
+    о об был была были быть есть так очень все всё еще ещё уже бы ли мне меня мой моя
+    """.split()
+)
+STOPWORDS = STOPWORDS_EN | STOPWORDS_ZH | STOPWORDS_OTHER
+# French and Italian elided articles and pronouns glued to the next word ("l'envoi", "c'est",
+# "dell'ordine"): split off so the word itself is counted.
+_ELISION = re.compile(r"^(?:l|d|c|j|m|n|s|t|qu|dell|all|nell|sull|dall|un)['’](?=\w)")
 
 _jieba = None
 
@@ -105,7 +132,7 @@ def tokenize(text: str) -> list[str]:
             out.extend(w for w in words if len(w) > 1 and w not in STOPWORDS)
         else:
             for w in _WORD.findall(part.lower()):
-                w = w.rstrip("'’-")
+                w = _ELISION.sub("", w).rstrip("'’-")
                 if 1 < len(w) <= MAX_WORD_CHARS and w not in STOPWORDS:
                     out.append(w)
     return out
