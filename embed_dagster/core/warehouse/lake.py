@@ -343,6 +343,11 @@ class Warehouse:
         cfg = self.config
         try:
             needed = ["ducklake", {"sqlite": "sqlite", "postgres": "postgres"}.get(cfg.kind)]
+            if "://" in cfg.data_path:
+                # an object-store data path (s3://, gs://, https://) reads and writes through httpfs;
+                # with autoloading off it was never loaded, so no documented setting could open an
+                # s3 lake (stop-25 adversarial pass)
+                needed.append("httpfs")
             for ext in filter(None, needed):
                 if cfg.extensions == "repository":
                     con.execute(f"INSTALL {ext}")
