@@ -140,9 +140,28 @@ def _analyst_only(cur: duckdb.DuckDBPyConnection, config: LakeConfig, statement:
         cur.execute("SET lock_configuration = true")
 
 
+def _masker(config: LakeConfig):
+    """What hides the catalog password in printed results, or None when the lake has none.
+
+    ``duckdb_databases()`` lists each attached database with its connection string, and the
+    postgres catalog's carries the password, quoted for libpq (stop-25 adversarial pass). Cells that
+    look like a connection string are scrubbed; in other cells only the password itself is
+    replaced."""
+    if not (config.catalog_password or scrub(config.catalog, config) != config.catalog):
+        return None
+
+    def mask(text: str) -> str:
+        if "password" in text.lower() or "://" in text:  # a connection string (its quoting varies)
+            return scrub(text, config)
+        return text.replace(config.catalog_password, "***") if config.catalog_password else text
+
+    return mask
+
+
 def run_sql(config: LakeConfig, query: str, out=None) -> int:
     """Print the query's result as CSV (header + rows), streamed in batches."""
     out = out or sys.stdout
+    mask = _masker(config)
     with Warehouse(config, read_only=True) as wh:
         with wh.session() as cur:
             _analyst_only(cur, config, query)
@@ -151,7 +170,10 @@ def run_sql(config: LakeConfig, query: str, out=None) -> int:
             if cur.description:
                 writer.writerow([d[0] for d in cur.description])
                 while rows := cur.fetchmany(10_000):
-                    writer.writerows([_cell(v) for v in row] for row in rows)
+                    cells = ([_cell(v) for v in row] for row in rows)
+                    if mask is not None:
+                        cells = ([mask(v) if isinstance(v, str) else v for v in r] for r in cells)
+                    writer.writerows(cells)
     return 0
 
 
@@ -161,6 +183,7 @@ def run_shell(config: LakeConfig) -> int:
         import readline  # noqa: F401  (line editing and history where available)
     except ImportError:
         pass
+    mask = _masker(config)
     with Warehouse(config, read_only=True) as wh:
         print(f"read-only session on {config.label()}")
         print(
@@ -188,7 +211,10 @@ def run_shell(config: LakeConfig) -> int:
                     _analyst_only(cur, config, statement)
                     relation = cur.sql(statement.rstrip(";"))
                     if relation is not None:
-                        relation.show(max_rows=40)
+                        if mask is None:
+                            relation.show(max_rows=40)
+                        else:
+                            print(mask(str(relation.limit(40))))
             except Exception as exc:  # noqa: BLE001 - a bad query must not end the session
                 print(f"error: {scrub(str(exc), config)}", file=sys.stderr)
 

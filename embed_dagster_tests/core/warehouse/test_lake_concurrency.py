@@ -148,3 +148,15 @@ def test_a_catalog_password_with_a_space_a_quote_and_a_backslash_reaches_postgre
         wh.ensure_schema()
         assert wh.partition_counts("raw_comments") == {}
         wh.close()
+        # duckdb_databases() lists the attach string, password included: the analyst CLI prints
+        # it masked (stop-25 adversarial pass)
+        import io
+
+        from embed_dagster.cli import run_sql
+
+        out = io.StringIO()
+        run_sql(
+            config, "SELECT database_name, path FROM duckdb_databases() WHERE database_name = 'lake'", out
+        )
+        printed = out.getvalue()
+        assert "dbname=lake" in printed and "pa ss" not in printed and "password=***" in printed, printed
