@@ -238,7 +238,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingResource
             "re-runs it) or re-run it from the UI"
         )
         observed.update({d: GONE for d in gone})
-    ahead = sorted(d for d, fp in prints.items() if fp.in_future())
+    # said once per version of a day, not on every tick while the stamp is ahead
+    ahead = sorted(d for d, fp in prints.items() if fp.in_future() and observed.get(d) != fp.version)
     if ahead:
         context.log.warning(
             f"landing sensor: files of {', '.join(ahead[:10])} are stamped in the future (clock skew?); "
