@@ -445,11 +445,19 @@ def process_day(
         m = normalize_rows(np.vstack([by_id[t].centroid.reshape(1, -1) for t in ids]))
         s = m @ m.T
         np.fill_diagonal(s, -2.0)
+        # Only merges that touch a topic seen today: a merge is stored on the survivor's rows of the
+        # day, and two topics both absent today have none, so their merge was reported every day
+        # and never kept (stop-25 review). They merge on a day one of them is seen.
+        seen_today = np.array([any(ct.topic_id == t for ct in out.values()) for t in ids])
+        s[~seen_today[:, None] & ~seen_today[None, :]] = -2.0
         a, b = np.unravel_index(int(np.argmax(s)), s.shape)
         if s[a, b] < p.merge_threshold:
             break
         keep_id, gone_id = ids[min(a, b)], ids[max(a, b)]
         by_id[keep_id] = _merge(by_id[keep_id], by_id.pop(gone_id), p)
+        # ids absorbed earlier into the one absorbed now follow it to the survivor: a chain of
+        # merges on one day (C into B, then B into A) brought C back the next day (stop-25 review)
+        aliases = {old: (keep_id if target == gone_id else target) for old, target in aliases.items()}
         aliases[gone_id] = keep_id
         merged.append((gone_id, keep_id))
         for cid, ct in list(out.items()):
@@ -542,8 +550,8 @@ def _topic_days(out, before: TopicsState, after: TopicsState, day, day_total, me
     existed = {t.topic_id for t in before.topics}
     by_id = {t.topic_id: t for t in after.topics}
     absorbed: dict[str, list[str]] = {}
-    for gone, keep in merged:
-        absorbed.setdefault(keep, []).append(gone)
+    for gone, _ in merged:  # under the final survivor, also for a survivor absorbed later that day
+        absorbed.setdefault(after.resolve(gone), []).append(gone)
     seen = sorted({ct.topic_id for ct in out.values() if ct.topic_id is not None})
     result = []
     for tid in seen:

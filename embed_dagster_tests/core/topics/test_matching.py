@@ -352,3 +352,63 @@ def test_rerunning_a_day_from_the_same_state_gives_the_same_ids():
         (c.cluster_id, c.topic_id) for c in again.clusters
     ]
     assert first.clusters[0].topic_id == "T20260102-00"
+
+
+def _rebuilt(stored: list[dict], d: datetime.date, p: TopicParams):
+    """The state the asset rebuilds from the table's rows before day ``d``."""
+    from embed_dagster.core.topics.matching import state_from_rows
+
+    latest: dict[str, dict] = {}
+    for row in stored:
+        if row["topic_id"] is not None:
+            latest[row["topic_id"]] = row
+    return state_from_rows(
+        list(latest.values()),
+        [r for r in stored if r["absorbed"]],
+        [r for r in stored if r["partition_date"] > d - datetime.timedelta(days=p.surge_window)],
+    )
+
+
+def test_merges_of_a_day_survive_the_rebuild_from_rows():
+    """Stop-25 review: (1) C merged into B, then B into A, the same day: only B was recorded as
+    absorbed, and C came back the next day from the rows; (2) two topics both absent on a day were
+    merged in memory, but a merge is stored on the survivor's rows of the day, so it was reported
+    every day and never kept."""
+    from embed_dagster.core.topics.matching import rows_for_day
+
+    p = TopicParams()  # merge 0.92
+    a = np.array([0, 0, 0, 1.0], np.float32)
+    xb = np.array([np.sqrt(0.1469), np.sqrt(0.025), 0, 0.91])
+    xc = np.array([np.sqrt(0.1469), -np.sqrt(0.025), 0, 0.91])
+    y = np.array([0, 1.0, 0, 0])
+    b_old, c_old = normalize_rows((xb + 0.06 * y)[None])[0], normalize_rows((xc - 0.06 * y)[None])[0]
+    days = [
+        [summary(0, a, 400, ("alpha",)), summary(1, b_old, 60, ("beta",)), summary(2, c_old, 60, ("gamma",))],
+        [summary(0, xb, 300, ("beta",)), summary(1, xc, 300, ("gamma",))],
+        [summary(0, c_old, 60, ("gamma",)), summary(1, a, 60, ("alpha",))],
+    ]
+    memory, stored = TopicsState(), []
+    for k, clusters in enumerate(days):
+        d = day(k)
+        rebuilt = _rebuilt(stored, d, p) if stored else TopicsState()
+        memory_after, expected = process_day(memory, clusters, d, p)
+        rebuilt_after, got = process_day(rebuilt, clusters, d, p)
+        assert [(c.topic_id, c.status) for c in got.clusters] == [
+            (c.topic_id, c.status) for c in expected.clusters
+        ]
+        assert got.merged == expected.merged
+        assert sorted(t.topic_id for t in rebuilt_after.topics) == sorted(
+            t.topic_id for t in memory_after.topics
+        )
+        stored += [{**r, "partition_date": d} for r in rows_for_day(got, rebuilt_after, clusters)]
+        memory = memory_after
+        if k == 1:
+            assert len(expected.merged) == 2 and [t.topic_id for t in memory.topics] == ["T20260101-00"]
+    # two known topics at cosine 0.90, both absent on the day the merge threshold allows it
+    x, w, z = np.array([1.0, 0, 0, 0]), np.array([0.9, np.sqrt(0.19), 0, 0]), np.array([0, 0, 1.0, 0])
+    state, _ = process_day(TopicsState(), [summary(0, x, 60), summary(1, w, 50), summary(2, z, 40)], DAY1, p)
+    lower = replace(p, merge_threshold=0.88)
+    _, result = process_day(state, [summary(0, z, 40)], day(1), lower)
+    assert result.merged == []  # kept for a day one of them is seen, where the merge is stored
+    _, result = process_day(state, [summary(0, z, 40), summary(1, w, 30)], day(1), lower)
+    assert len(result.merged) == 1
