@@ -41,7 +41,7 @@ import numpy as np
 import pyarrow as pa
 
 from embed_dagster.core.model_key import DEFAULT_MAX_CHARS, ModelKey
-from embed_dagster.core.warehouse.schema import TABLES, VIEWS, ddl
+from embed_dagster.core.warehouse.schema import TABLES, VIEWS, ddl, survivor_cte
 from embed_dagster.core.warehouse.vector_store import arrow_to_matrix, matrix_to_arrow
 
 LAKE = "lake"  # the name the lake is attached under; analysts' queries see it as the default database
@@ -833,12 +833,17 @@ class Warehouse:
 
     def topic_trend_rows(self, start: date, end: date) -> list[dict]:
         """Each topic's daily size between two days, with its new/surging marks and its label."""
+        # a topic merged into another by ``end`` is drawn as part of the one it lives on in
         return self._arrow(
-            """SELECT partition_date, topic_id, sum(size) AS size, bool_or(is_new) AS is_new,
-                      bool_or(surging) AS surging, arg_max(label, size) AS label
-               FROM topics WHERE partition_date BETWEEN ? AND ? AND topic_id IS NOT NULL
-               GROUP BY partition_date, topic_id ORDER BY partition_date, topic_id""",
-            [start, end],
+            survivor_cte("(SELECT * FROM topics WHERE partition_date <= $end)")
+            + """
+               SELECT t.partition_date, coalesce(v.keep, t.topic_id) AS topic_id, sum(t.size) AS size,
+                      bool_or(t.is_new) AS is_new, bool_or(t.surging) AS surging,
+                      arg_max(t.label, t.size) AS label
+               FROM topics t LEFT JOIN survivor v ON v.gone = t.topic_id
+               WHERE t.partition_date BETWEEN $start AND $end AND t.topic_id IS NOT NULL
+               GROUP BY 1, 2 ORDER BY 1, 2""",
+            {"start": start, "end": end},
         ).to_pylist()
 
     def topic_days_after(self, day: date) -> list[date]:

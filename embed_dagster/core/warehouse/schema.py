@@ -171,26 +171,52 @@ TABLES: dict[str, Table] = {
     )
 }
 
+
+def survivor_cte(rows: str = "topics") -> str:
+    """``WITH RECURSIVE`` CTEs ending in ``survivor(gone, keep)``: each topic id merged away, and
+    the topic it lives on in, following merges across days (``absorbed`` lists the ids a topic took
+    in on a day). ``rows`` is the relation the merges are read from (the table, or a filtered one).
+    Without it, the registry listed absorbed topics as topics of their own and left their comments
+    out of the survivor's total (stop-25 review)."""
+    return f"""WITH RECURSIVE merge_edge(gone, keep) AS (
+            SELECT DISTINCT unnest(absorbed), topic_id FROM {rows}
+            WHERE topic_id IS NOT NULL AND len(absorbed) > 0),
+        merge_path(gone, keep, hops) AS (
+            SELECT gone, keep, 1 FROM merge_edge
+            UNION ALL
+            SELECT p.gone, e.keep, p.hops + 1 FROM merge_path p JOIN merge_edge e ON e.gone = p.keep
+            WHERE p.hops < 32),
+        survivor(gone, keep) AS (SELECT gone, arg_max(keep, hops) FROM merge_path GROUP BY gone)"""
+
+
 # Read-side conveniences for analysts; created with the schema, and replaced when their definition
 # here changes (ensure_schema compares DuckDB's normalized SQL of both).
 VIEWS: dict[str, str] = {
     # one row per topic (rows of the topics table are per day and cluster: a day counts once, and
     # emerging clusters, which have no topic yet, are not a topic)
-    "topic_registry": """
-        SELECT topic_id, min(first_seen) AS first_seen, max(partition_date) AS last_seen,
-               count(DISTINCT partition_date) AS days_seen, sum(size) AS total_size,
-               arg_max(label, partition_date) AS label, arg_max(keywords, partition_date) AS keywords
-        FROM topics WHERE topic_id IS NOT NULL GROUP BY topic_id""",
+    # (merged topics count under the topic they were merged into)
+    "topic_registry": survivor_cte()
+    + """
+        SELECT coalesce(v.keep, t.topic_id) AS topic_id, min(t.first_seen) AS first_seen,
+               max(t.partition_date) AS last_seen, count(DISTINCT t.partition_date) AS days_seen,
+               sum(t.size) AS total_size, arg_max(t.label, t.partition_date) AS label,
+               arg_max(t.keywords, t.partition_date) AS keywords
+        FROM topics t LEFT JOIN survivor v ON v.gone = t.topic_id
+        WHERE t.topic_id IS NOT NULL GROUP BY 1""",
     # A comment's topic only when the topics rows were built from the clustering the comment is in:
     # between a re-run's clusters commit and its topics commit (or when a failed check stopped
     # topics) the day's cluster ids mean other clusters, and the topic is NULL, not a wrong one.
-    "comment_topics": """
-        SELECT c.partition_date, c.comment_id, c.cluster_id, t.topic_id, t.label
+    # (topic_id is the topic the comment's cluster lives on in now, after any later merge; label is
+    # the label its topic had that day)
+    "comment_topics": survivor_cte()
+    + """
+        SELECT c.partition_date, c.comment_id, c.cluster_id, coalesce(v.keep, t.topic_id) AS topic_id, t.label
         FROM clusters c
         LEFT JOIN cluster_summaries s ON s.partition_date = c.partition_date AND s.cluster_id = c.cluster_id
         LEFT JOIN topics t
           ON t.partition_date = c.partition_date AND t.cluster_id = c.cluster_id
-         AND t.clustering IS NOT DISTINCT FROM s.clustering""",
+         AND t.clustering IS NOT DISTINCT FROM s.clustering
+        LEFT JOIN survivor v ON v.gone = t.topic_id""",
 }
 
 

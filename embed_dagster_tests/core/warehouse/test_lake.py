@@ -296,6 +296,49 @@ def test_the_report_counts_new_topics_not_their_clusters(wh):
     assert wh.partition_figures(D1)["new_topics"] == 2
 
 
+def test_merged_topics_count_under_the_topic_they_live_on_in(wh):
+    """Stop-25 review: topic_registry grouped by the raw id, so a topic merged into another stayed a
+    topic of its own and its comments were left out of the survivor's total; comment_topics and the
+    trend chart showed the absorbed id. Merges chain across days (C into B on day 2, B into A on
+    day 3)."""
+    D3 = D1 + timedelta(days=2)
+
+    def topics(ids, sizes, absorbed):
+        return pa.table(
+            {
+                "topic_id": ids,
+                "cluster_id": pa.array(range(len(ids)), pa.int32()),
+                "size": [float(x) for x in sizes],
+                "label": [f"label {i}" for i in ids],
+                "absorbed": pa.array(absorbed, pa.list_(pa.string())),
+            }
+        )
+
+    wh.replace_partition(D1, {"topics": topics(["A", "B", "C"], [10, 20, 30], [[], [], []])})
+    wh.replace_partition(D2, {"topics": topics(["A", "B"], [5, 7], [[], ["C"]])})
+    wh.replace_partition(D3, {"topics": topics(["A"], [4], [["B"]])})
+    wh.replace_partition(
+        D1,
+        {
+            "clusters": pa.table(
+                {"comment_id": ["c1"], "text_hash": ["h"], "cluster_id": pa.array([2], pa.int32())}
+            )
+        },
+    )
+    registry = {r["topic_id"]: r for r in wh.sql("SELECT * FROM topic_registry").to_pylist()}
+    assert set(registry) == {"A"}
+    assert registry["A"]["total_size"] == 76 and registry["A"]["days_seen"] == 3
+    assert wh.sql("SELECT topic_id FROM comment_topics").to_pylist() == [{"topic_id": "A"}]
+    trend = wh.topic_trend_rows(D1, D3)
+    assert {(r["partition_date"], r["topic_id"], r["size"]) for r in trend} == {
+        (D1, "A", 60.0),
+        (D2, "A", 12.0),
+        (D3, "A", 4.0),
+    }
+    # as of day 2, B had not been merged yet: the chart drawn then shows it
+    assert {r["topic_id"] for r in wh.topic_trend_rows(D1, D2)} == {"A", "B"}
+
+
 def test_maintenance_merges_files_and_expires_snapshots(wh):
     for n in range(1, 6):
         wh.replace_partition(D1, {"deduplicated_texts": _texts(n)})
