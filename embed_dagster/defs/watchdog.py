@@ -116,6 +116,28 @@ def fail_dead_runs(instance: dg.DagsterInstance, log, *, tagged_only: bool = Fal
     ]
 
 
+def _dead_worker(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, tagged_only: bool
+) -> tuple[int, dict[int, float]] | None:
+    """(worker pid, {step pid: start}) of a run whose worker is gone; None when it lives or cannot
+    be judged from here.
+
+    A run with a run-worker tag (lib/run_worker.py) is judged by it alone, and only when it names
+    this machine and PID namespace: with a tag from another host or a container, its "Started
+    process" pid belongs to another process table, and judging it failed live runs (stop-25
+    review). ``tagged_only`` (the in-run pass, which may run on any host) judges tagged runs only.
+    """
+    if tagged_only or RUN_WORKER_TAG in run.tags:
+        if tagged_worker_alive(run) is not False:
+            return None
+        pid = int(run.tags[RUN_WORKER_TAG].split("|")[2])
+        return pid, ({} if tagged_only else _worker(instance, run.run_id)[2])
+    pid, when, step_pids = _worker(instance, run.run_id)
+    if pid is None or process_alive(pid, when):
+        return None
+    return pid, step_pids
+
+
 def fail_if_dead(
     instance: dg.DagsterInstance, listed: dg.DagsterRun, log, *, tagged_only: bool = False
 ) -> bool:
@@ -128,24 +150,10 @@ def fail_if_dead(
     backfill: every day materialized and checked, the backfill COMPLETED_FAILED). A run still
     STARTED once its worker is gone has lost its worker for good.
     """
-    tagged = tagged_worker_alive(listed)
-    if tagged_only or tagged is not None:
-        # The run's own tag decides when it has one that names this machine and PID namespace.
-        # Where the tag names another (a run on another host, or in a container), nothing is said
-        # here, even with a "Started process" event: that pid belongs to another process table,
-        # and judging it failed live runs (stop-25 review). A run's in-run pass
-        # (``reap_dead_runs``) judges tagged runs only: it may run on any host.
-        if tagged is not False:
-            return False
-        pid, step_pids = int(listed.tags[RUN_WORKER_TAG].split("|")[2]), {}
-        if not tagged_only:
-            _, _, step_pids = _worker(instance, listed.run_id)
-    elif RUN_WORKER_TAG in listed.tags:
-        return False  # tagged by a process of another machine or PID namespace
-    else:
-        pid, when, step_pids = _worker(instance, listed.run_id)
-        if pid is None or process_alive(pid, when):
-            return False
+    dead = _dead_worker(instance, listed, tagged_only)
+    if dead is None:
+        return False
+    pid, step_pids = dead
     run = instance.get_run_by_id(listed.run_id)
     if run is None or run.status != dg.DagsterRunStatus.STARTED:
         return False  # it ended by itself after the listing

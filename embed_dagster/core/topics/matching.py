@@ -464,7 +464,8 @@ def process_day(
         # Only merges that touch a topic seen today: a merge is stored on the survivor's rows of the
         # day, and two topics both absent today have none, so their merge was reported every day
         # and never kept (stop-25 review). They merge on a day one of them is seen.
-        seen_today = np.array([any(ct.topic_id == t for ct in out.values()) for t in ids])
+        today = {ct.topic_id for ct in out.values()}
+        seen_today = np.array([t in today for t in ids])
         s[~seen_today[:, None] & ~seen_today[None, :]] = -2.0
         a, b = np.unravel_index(int(np.argmax(s)), s.shape)
         if s[a, b] < p.merge_threshold:
