@@ -163,15 +163,10 @@ def cluster_vectors(matrix, config: ClusterConfig | None = None, weights=None) -
     w = _weights(weights, n)
     if n < max(mcs, 2):
         params["degenerate"] = f"{n} distinct rows, fewer than min_cluster_size {mcs}: all noise"
-        labels = np.full(n, -1, dtype=np.int64)
-        sims = np.zeros(n, dtype=np.float64)
-        labels, sims, params["heavy_text_clusters"] = _heavy_texts_apart(x, labels, sims, w, mcs, cfg)
-        if params["heavy_text_clusters"]:
-            labels = _renumber_by_size(labels)
-            result = _constant(labels, timings, params, t0)
-            result.probabilities = np.where(labels >= 0, np.clip(sims, 0.0, 1.0), 0.0)
-            return result
-        return _constant(labels, timings, params, t0)
+        noise = np.full(n, -1, dtype=np.int64)
+        labels, sims, made = _heavy_texts_apart(x, noise, np.zeros(n), w, mcs, cfg)
+        params["heavy_text_clusters"] = made
+        return _constant(_renumber_by_size(labels) if made else labels, timings, params, t0, sims)
 
     stages = build_stages(cfg, mcs)
     rng = np.random.default_rng(cfg.seed)
@@ -275,7 +270,9 @@ def _near_identical(x: np.ndarray, min_cosine: float) -> bool:
     return float((rows @ (mean / norm)).min()) >= min_cosine
 
 
-def _constant(labels: np.ndarray, timings: dict, params: dict, t0: float) -> ClusteringResult:
+def _constant(
+    labels: np.ndarray, timings: dict, params: dict, t0: float, sims: np.ndarray | None = None
+) -> ClusteringResult:
     """Degenerate inputs decided without a fit (see ``cluster_vectors``): no day, one blob, or too few
     distinct rows to form a density cluster (then everything is noise, which is the honest answer)."""
     timings["total"] = time.perf_counter() - t0
@@ -283,7 +280,9 @@ def _constant(labels: np.ndarray, timings: dict, params: dict, t0: float) -> Clu
     noise = float(np.mean(labels < 0)) if n else 0.0
     return ClusteringResult(
         labels=labels,
-        probabilities=(labels >= 0).astype(np.float64),
+        probabilities=(labels >= 0).astype(np.float64)
+        if sims is None
+        else np.where(labels >= 0, np.clip(sims, 0.0, 1.0), 0.0),
         n_clusters=int(labels.max() + 1) if n else 0,
         noise_share_before=noise,
         noise_share_after=noise,

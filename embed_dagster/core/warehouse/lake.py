@@ -1180,33 +1180,31 @@ class Warehouse:
         snapshots_before = self._one(f"SELECT count(*) AS n FROM {LAKE}.snapshots()")["n"]
         now = datetime.now(UTC)
 
-        def call(sql: str, older_than: datetime) -> Callable[[duckdb.DuckDBPyConnection], list]:
-            return lambda cur: cur.execute(sql, [LAKE, older_than]).fetchall()
-
         steps = [
-            (
-                "merging small files",
-                lambda cur: cur.execute("CALL ducklake_merge_adjacent_files(?)", [LAKE]).fetchall(),
-            ),
+            ("merging small files", "CALL ducklake_merge_adjacent_files(?)", [LAKE]),
             (
                 "expiring snapshots",
-                call("CALL ducklake_expire_snapshots(?, older_than => ?)", now - expire_older_than),
+                "CALL ducklake_expire_snapshots(?, older_than => ?)",
+                [LAKE, now - expire_older_than],
             ),
             (
                 "deleting expired files",
-                call("CALL ducklake_cleanup_old_files(?, older_than => ?)", now - delete_files_older_than),
+                "CALL ducklake_cleanup_old_files(?, older_than => ?)",
+                [LAKE, now - delete_files_older_than],
             ),
             (
                 "deleting orphaned files",
-                call(
-                    "CALL ducklake_delete_orphaned_files(?, older_than => ?)",
-                    now - max(delete_files_older_than, ORPHAN_MIN_AGE),
-                ),
+                "CALL ducklake_delete_orphaned_files(?, older_than => ?)",
+                [LAKE, now - max(delete_files_older_than, ORPHAN_MIN_AGE)],
             ),
         ]
         done = {}
-        for what, body in steps:
-            done[what], _ = self._transaction(body, what=what, message=f"maintenance: {what}")
+        for what, sql, args in steps:
+            done[what], _ = self._transaction(
+                lambda cur, sql=sql, args=args: cur.execute(sql, args).fetchall(),
+                what=what,
+                message=f"maintenance: {what}",
+            )
         after = self.file_stats()
         return {
             "files_before": before["files"],
